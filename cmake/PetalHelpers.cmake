@@ -1,0 +1,50 @@
+# PetalHelpers.cmake - one place that registers tests and plugins the same way.
+
+# petal_add_check_test(NAME SOURCES a.c b.c [LABELS unit ...] [LIBS ...] [TIMEOUT s])
+# A Check suite linked against libpetal, registered with CTest under its labels.
+function(petal_add_check_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LABELS;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/tests)
+  target_compile_definitions(${name} PRIVATE PETAL_HOST_BUILD=1
+    PETAL_BUILD_DIR="${CMAKE_BINARY_DIR}" PETAL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  target_link_libraries(${name} PRIVATE petal PkgConfig::CHECK ${T_LIBS})
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "CK_DEFAULT_TIMEOUT=${T_TIMEOUT}")
+endfunction()
+
+# petal_add_plugin(NAME DIR dir CLIENT client.c... [SERVER server.c...] [LIBS ...] [TOML file])
+# Builds build/plugins/<DIR>/client.so (and server.so) with hidden visibility, so only the
+# entry symbol is exported, and copies petal.toml beside them.
+function(petal_add_plugin name)
+  cmake_parse_arguments(P "" "DIR;TOML" "CLIENT;SERVER;LIBS" ${ARGN})
+  if(NOT P_DIR)
+    set(P_DIR ${name})
+  endif()
+  set(out ${CMAKE_BINARY_DIR}/plugins/${P_DIR})
+  foreach(kind client server)
+    string(TOUPPER ${kind} KIND)
+    if(P_${KIND})
+      set(tgt ${name}_${kind})
+      add_library(${tgt} MODULE ${P_${KIND}})
+      target_include_directories(${tgt} PRIVATE ${CMAKE_SOURCE_DIR}/include)
+      target_compile_options(${tgt} PRIVATE -fvisibility=hidden)
+      target_link_libraries(${tgt} PRIVATE ${P_LIBS})
+      target_link_options(${tgt} PRIVATE -Wl,--no-undefined)
+      set_target_properties(${tgt} PROPERTIES PREFIX "" OUTPUT_NAME ${kind}
+        LIBRARY_OUTPUT_DIRECTORY ${out})
+    endif()
+  endforeach()
+  if(NOT P_TOML)
+    set(P_TOML ${CMAKE_CURRENT_SOURCE_DIR}/petal.toml)
+  endif()
+  configure_file(${P_TOML} ${out}/petal.toml COPYONLY)
+endfunction()

@@ -72,6 +72,28 @@ int pt_actor_over_hwm(pt_actor_t *a);
  * sends are accepted and it is freed by the runtime. Any thread; idempotent. */
 void pt_actor_stop(pt_actor_t *a);
 
+/*
+ * Watches, for transports' backpressure and connection lifetimes. Loop thread only. The caller
+ * owns the (zero-initialised) watch; cb runs once on the loop thread, with the watch already
+ * removed, and may free it.
+ *  - drain: when a's mailbox has drained to the low-water mark (half the high-water mark) after
+ *    one of its turns (stopped = 0), or once a has handled PT_MSG_STOP (stopped = 1).
+ *    Returns 0 when registered, 1 when the mailbox is already at or below the low-water mark
+ *    (nothing registered), PETAL_ECLOSED when a has stopped, PETAL_EEXIST when w is in use.
+ *  - stop: once a has handled PT_MSG_STOP (stopped = 1). 0, PETAL_ECLOSED or PETAL_EEXIST.
+ */
+typedef struct pt_actor_watch {
+    struct pt_actor_watch *next;
+    struct pt_actor_watch **pprev; /* non-NULL while registered */
+    void (*cb)(struct pt_actor_watch *w, int stopped);
+} pt_actor_watch_t;
+int pt_actor_watch_drain(pt_actor_t *a, pt_actor_watch_t *w,
+                         void (*cb)(pt_actor_watch_t *w, int stopped));
+int pt_actor_watch_stop(pt_actor_t *a, pt_actor_watch_t *w,
+                        void (*cb)(pt_actor_watch_t *w, int stopped));
+/* Removes w if registered; no-op otherwise. */
+void pt_actor_unwatch(pt_actor_watch_t *w);
+
 /* Timers: after `ms`, then every `repeat_ms` if non-zero, `owner` receives a pt_timer_msg_t
  * (type PT_MSG_TIMER) carrying `tag`. Loop thread only. */
 typedef struct pt_timer pt_timer_t;

@@ -19,11 +19,16 @@ typedef struct pt_grid_ops {
     int32_t (*record_metrics)(petal_grid_t *g, uint32_t round, const char *phase,
                               const petal_metricrecord_t *metrics);
     int32_t (*set_final_arrays)(petal_grid_t *g, const petal_arrayrecord_t *arrays);
+    /* Optional: the runtime whose worker pool aggregation may use (NULL: aggregate serially). */
+    struct pt_runtime *(*runtime)(petal_grid_t *g);
 } pt_grid_ops_t;
 
 /* Implementations embed this first in their own struct. */
 struct petal_grid {
     const pt_grid_ops_t *ops;
 };
+
+/* The grid's runtime, or NULL (for pt_pool_parallel_for in aggregation). */
+struct pt_runtime *pt_grid_runtime(petal_grid_t *g);
 
 #endif

@@ -80,6 +80,9 @@ int pt_listen(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_listener
 int pt_dial(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_conn_t **out);
 int pt_conn_send(pt_conn_t *c, pt_frame_t *f);
 void pt_conn_close(pt_conn_t *c);
+/* Wrappers for a listener's ops: its bound address, and closing it (existing connections stay). */
+int pt_listener_addr(pt_listener_t *l, char *buf, size_t cap);
+void pt_listener_close(pt_listener_t *l);
 /* Per-connection user pointer for the owning actor. */
 void pt_conn_set_data(pt_conn_t *c, void *data);
 void *pt_conn_data(pt_conn_t *c);

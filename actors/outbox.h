@@ -1,0 +1,21 @@
+/* outbox.h - frames waiting for a connection to become writable again (backpressure). */
+#ifndef PT_OUTBOX_H
+#define PT_OUTBOX_H
+
+#include "transport/transport.h"
+
+/* Caller-owned storage; loop thread only. */
+typedef struct pt_outbox {
+    pt_frame_t *head, *tail;
+    uint64_t count;
+} pt_outbox_t;
+
+/* Sends f now when nothing is waiting and the peer accepts it; queues it on PETAL_EAGAIN; frees
+ * it when the connection is down. Takes f in every case. */
+void pt_outbox_send(pt_outbox_t *ob, pt_conn_t *c, pt_frame_t *f);
+/* On PT_MSG_CONN_WRITABLE: sends what waits until the peer pushes back again. */
+void pt_outbox_flush(pt_outbox_t *ob, pt_conn_t *c);
+/* Frees every waiting frame. */
+void pt_outbox_clear(pt_outbox_t *ob);
+
+#endif

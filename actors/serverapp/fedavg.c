@@ -1,0 +1,159 @@
+/* fedavg.c - FedAvg: the weighted mean of the replies' arrays, folded as they arrive. */
+#include <petal/strategy.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "actors/serverapp/aggregate.h"
+#include "runtime/grid.h"
+#include "runtime/log.h"
+
+typedef struct fedavg {
+    petal_strategy_t base;
+} fedavg_t;
+
+/* One train phase: running sums of the arrays and the metrics aggregator's state. */
+typedef struct fedavg_agg {
+    pt_fedavg_acc_t *acc;
+    const petal_metrics_aggr_t *aggr;
+    void *mstate;
+    struct pt_runtime *rt;
+} fedavg_agg_t;
+
+static void
+fedavg_agg_free(petal_strategy_t *s, void *agg)
+{
+    fedavg_agg_t *a = agg;
+
+    (void)s;
+    if (a == NULL) {
+        return;
+    }
+    if (a->mstate != NULL) {
+        a->aggr->free(a->mstate);
+    }
+    pt_fedavg_acc_free(a->acc);
+    free(a);
+}
+
+static int32_t
+fedavg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg)
+{
+    fedavg_agg_t *a = calloc(1, sizeof(*a));
+    int32_t rc;
+
+    if (a == NULL) {
+        return PETAL_ENOMEM;
+    }
+    a->aggr = s->opts.train_metrics_aggr != NULL ? s->opts.train_metrics_aggr
+                                                 : petal_metrics_aggr_weighted_mean();
+    a->rt = pt_grid_runtime(info->grid);
+    rc = pt_fedavg_acc_alloc(info->arrays, s->opts.parallel_min_elements, s->error,
+                             sizeof(s->error), &a->acc);
+    if (rc == 0) {
+        rc = a->aggr->begin(a->aggr->ctx, s->opts.weighted_by_key, &a->mstate);
+    }
+    if (rc != 0) {
+        fedavg_agg_free(s, a);
+        return rc;
+    }
+    *agg = a;
+    return 0;
+}
+
+static int32_t
+fedavg_fold(petal_strategy_t *s, void *agg, uint64_t index, const petal_message_t *reply, char *why,
+            size_t why_len)
+{
+    fedavg_agg_t *a = agg;
+    const petal_recorddict_t *content = petal_message_content(reply);
+    const petal_arrayrecord_t *arrays;
+    double w;
+    int32_t rc;
+
+    (void)index;
+    if (content == NULL) {
+        snprintf(why, why_len, "the reply has no content");
+        return PETAL_EINVAL;
+    }
+    arrays = petal_recorddict_arrays(content, s->opts.arrayrecord_key);
+    if (arrays == NULL) {
+        snprintf(why, why_len, "no ArrayRecord '%s' in the reply", s->opts.arrayrecord_key);
+        return PETAL_EINVAL;
+    }
+    rc = petal_strategy_reply_weight(s, content, &w, why, why_len);
+    if (rc == 0) {
+        rc = pt_fedavg_acc_check(a->acc, arrays, why, why_len);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    /* Metrics first: once the arrays are checked their fold cannot fail, so a failing metrics
+     * fold leaves the sums untouched. */
+    rc = a->aggr->fold(a->mstate, petal_strategy_reply_metrics(content), w);
+    if (rc != 0) {
+        snprintf(why, why_len, "metrics aggregation failed: %s", petal_strerror(rc));
+        return rc;
+    }
+    return pt_fedavg_acc_fold(a->acc, arrays, w, a->rt, why, why_len);
+}
+
+static int32_t
+fedavg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
+           petal_metricrecord_t *metrics)
+{
+    fedavg_agg_t *a = agg;
+    int32_t rc;
+
+    rc = pt_fedavg_acc_finish(a->acc, arrays, a->rt);
+    if (rc != 0) {
+        snprintf(s->error, sizeof(s->error), "FedAvg could not write the averaged arrays: %s",
+                 petal_strerror(rc));
+        return rc;
+    }
+    return a->aggr->end(a->mstate, metrics);
+}
+
+static void
+fedavg_free(petal_strategy_t *s)
+{
+    free((fedavg_t *)s);
+}
+
+static const petal_strategy_ops_t fedavg_ops = {
+    .name = "fedavg",
+    .configure_train = NULL, /* the default: global arrays by reference + config */
+    .aggregate_train =
+        {
+            .begin = fedavg_begin,
+            .fold = fedavg_fold,
+            .end = fedavg_end,
+            .free = fedavg_agg_free,
+        },
+    .configure_evaluate = NULL,
+    .aggregate_evaluate = {NULL, NULL, NULL, NULL}, /* the weighted mean of the metrics */
+    .free = fedavg_free,
+};
+
+int32_t
+petal_strategy_fedavg_alloc(const petal_strategy_options_t *opts, petal_strategy_t **out)
+{
+    fedavg_t *f;
+    int32_t rc;
+
+    if (out == NULL) {
+        return PETAL_EINVAL;
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return PETAL_ENOMEM;
+    }
+    rc = petal_strategy_init(&f->base, &fedavg_ops, opts);
+    if (rc != 0) {
+        PT_ERROR("fedavg: %s", f->base.error[0] ? f->base.error : petal_strerror(rc));
+        free(f);
+        return rc;
+    }
+    *out = &f->base;
+    return 0;
+}

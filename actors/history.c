@@ -342,8 +342,7 @@ pt_history_write_json(const pt_history_t *h, const char *path, char *err, size_t
     }
     fputs("},\n  \"rounds\": [", f);
     for (uint32_t r = 1; r <= h->num_rounds; r++) {
-        fprintf(f, "%s\n    {\"round\": %u, \"seconds\": ", r > 1 ? "," : "", r);
-        json_double(f, h->times[r - 1]);
+        fprintf(f, "%s\n    {\"round\": %u", r > 1 ? "," : "", r);
         const petal_recorddict_t *d = h->rounds[r - 1];
         for (uint64_t i = 0; i < petal_recorddict_count(d); i++) {
             const char *phase = petal_recorddict_name_at(d, i);
@@ -367,7 +366,7 @@ pt_history_write_csv(const pt_history_t *h, const char *path, char *err, size_t 
     if (f == NULL) {
         return PETAL_EIO;
     }
-    fputs("round,seconds,phase,metric,value\n", f);
+    fputs("round,phase,metric,value\n", f);
     for (uint32_t r = 1; r <= h->num_rounds; r++) {
         const petal_recorddict_t *d = h->rounds[r - 1];
         for (uint64_t i = 0; i < petal_recorddict_count(d); i++) {
@@ -379,7 +378,7 @@ pt_history_write_csv(const pt_history_t *h, const char *path, char *err, size_t 
                 double x;
                 if (petal_metricrecord_at(m, k, &name, &v) == 0 &&
                     petal_value_as_f64(&v, &x) == 0) {
-                    fprintf(f, "%u,%.6f,%s,%s,%.17g\n", r, h->times[r - 1], phase, name, x);
+                    fprintf(f, "%u,%s,%s,%.17g\n", r, phase, name, x);
                 }
             }
         }

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <petal/strategy.h>
+
 #include "actors/history.h"
 #include "actors/simulation/simulation.h"
 #include "actors/superlink/superlink.h"
@@ -363,6 +365,32 @@ petal_cmd_sim(int argc, char **argv)
         petal_value_as_f64(&v, &fe);
     }
     p.expect_evaluate = fe > 0;
+    /* The default server would wait round-timeout for nodes that can never come: say so now. */
+    petal_strategy_options_t defaults;
+    petal_strategy_options_init(&defaults);
+    const struct {
+        const char *key;
+        int64_t dflt;
+    } minimums[] = {{"min-available-nodes", defaults.min_available_nodes},
+                    {"min-train-nodes", defaults.min_train_nodes},
+                    {"min-evaluate-nodes", fe > 0 ? defaults.min_evaluate_nodes : 0}};
+    for (size_t i = 0; i < sizeof(minimums) / sizeof(minimums[0]); i++) {
+        int64_t need = minimums[i].dflt;
+        if (petal_configrecord_get(cfg, minimums[i].key, &v) == 0) {
+            petal_value_as_i64(&v, &need);
+        }
+        if (need > 0 && (uint64_t)need > o.num_nodes) {
+            fprintf(stderr,
+                    "petal sim: --num-supernodes %llu is fewer than %s = %lld, so the run could "
+                    "never start; lower it, e.g. --run-config \"%s=%llu\"\n",
+                    (unsigned long long)o.num_nodes, minimums[i].key, (long long)need,
+                    minimums[i].key, (unsigned long long)o.num_nodes);
+            petal_recorddict_free(config);
+            pt_history_free(p.history);
+            free(app_dir);
+            return PETAL_EXIT_USAGE;
+        }
+    }
     pt_history_set_config(p.history, cfg);
     pt_run_observer_t observer = {.ctx = &p,
                                   .on_metrics = on_metrics,

@@ -493,7 +493,7 @@ typedef struct rd {
     const char *where; /* "metadata", "message", ... when not inside a record */
     char *rec;         /* current record name (NUL-terminated), or NULL */
     size_t rec_cap;
-    char *ent;         /* current entry name, or NULL */
+    char *ent; /* current entry name, or NULL */
     size_t ent_cap;
     int in_rec;
     int in_ent;
@@ -802,8 +802,8 @@ rd_str(rd_t *r, uint64_t max, const char **s, size_t *len, const char *what)
         return wrong_type(r, "str", what);
     }
     if (n > max) {
-        return fail(r, PETAL_EMSGSIZE, at, "%s of %llu bytes exceeds the limit of %llu bytes",
-                    what, (unsigned long long)n, (unsigned long long)max);
+        return fail(r, PETAL_EMSGSIZE, at, "%s of %llu bytes exceeds the limit of %llu bytes", what,
+                    (unsigned long long)n, (unsigned long long)max);
     }
     if (n > left(r)) {
         return fail(r, PETAL_EPROTO, at, "truncated %s: declares %llu bytes, %zu left", what,
@@ -839,8 +839,8 @@ rd_bin(rd_t *r, uint64_t max, size_t *off, size_t *len, const char *what)
         return rc;
     }
     if (n > max) {
-        return fail(r, PETAL_EMSGSIZE, at, "%s of %llu bytes exceeds the limit of %llu bytes",
-                    what, (unsigned long long)n, (unsigned long long)max);
+        return fail(r, PETAL_EMSGSIZE, at, "%s of %llu bytes exceeds the limit of %llu bytes", what,
+                    (unsigned long long)n, (unsigned long long)max);
     }
     if (n > left(r)) {
         return fail(r, PETAL_EPROTO, at, "truncated %s: declares %llu bytes, %zu left", what,
@@ -985,10 +985,8 @@ decode_array(rd_t *r, petal_arrayrecord_t *rec)
         }
     }
     for (uint64_t i = 0; i < ndim && !zero; i++) {
-        if (__builtin_mul_overflow(numel, shape[i], &numel) ||
-            numel > r->lim.max_array_elements) {
-            return fail(r, PETAL_EMSGSIZE, at,
-                        "shape has more than the limit of %llu elements",
+        if (__builtin_mul_overflow(numel, shape[i], &numel) || numel > r->lim.max_array_elements) {
+            return fail(r, PETAL_EMSGSIZE, at, "shape has more than the limit of %llu elements",
                         (unsigned long long)r->lim.max_array_elements);
         }
     }
@@ -1042,8 +1040,8 @@ decode_array(rd_t *r, petal_arrayrecord_t *rec)
         }
     } else {
         /* The frame was not received at an aligned address: views would be misaligned. */
-        petal_array_t *a = petal_arrayrecord_add(rec, r->ent, (int32_t)dtype, (uint32_t)ndim,
-                                                 shape);
+        petal_array_t *a =
+            petal_arrayrecord_add(rec, r->ent, (int32_t)dtype, (uint32_t)ndim, shape);
         if (a == NULL) {
             return oom(r);
         }
@@ -1066,9 +1064,9 @@ is_metric_type(uint64_t t)
 static const char *
 value_type_name(uint64_t t)
 {
-    static const char *const names[] = {"?",           "int64",       "uint64",      "double",
-                                        "bool",        "string",      "bytes",       "int64 list",
-                                        "uint64 list", "double list", "bool list",   "string list"};
+    static const char *const names[] = {"?",           "int64",       "uint64",    "double",
+                                        "bool",        "string",      "bytes",     "int64 list",
+                                        "uint64 list", "double list", "bool list", "string list"};
     return t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
 }
 
@@ -1170,8 +1168,7 @@ decode_value(rd_t *r, int metrics, void *rec)
         return fail(r, PETAL_EPROTO, at, "unknown value type %llu", (unsigned long long)type);
     }
     if (metrics && !is_metric_type(type)) {
-        return fail(r, PETAL_EPROTO, at, "a MetricRecord cannot hold a %s",
-                    value_type_name(type));
+        return fail(r, PETAL_EPROTO, at, "a MetricRecord cannot hold a %s", value_type_name(type));
     }
     v.type = (uint32_t)type;
     v.len = 1;
@@ -1209,8 +1206,7 @@ decode_value(rd_t *r, int metrics, void *rec)
         rc = metrics ? petal_metricrecord_set(rec, r->ent, &v)
                      : petal_configrecord_set(rec, r->ent, &v);
         if (rc != 0) {
-            rc = rc == PETAL_ENOMEM ? oom(r)
-                                    : fail(r, PETAL_EPROTO, at, "value refused (%d)", rc);
+            rc = rc == PETAL_ENOMEM ? oom(r) : fail(r, PETAL_EPROTO, at, "value refused (%d)", rc);
         }
     }
     free_list(type, &v, mem);
@@ -1301,8 +1297,7 @@ decode_recorddict(rd_t *r, petal_recorddict_t *d)
             rec = petal_recorddict_add_config(d, r->rec);
             break;
         default:
-            return fail(r, PETAL_EPROTO, at, "unknown record kind %llu",
-                        (unsigned long long)kind);
+            return fail(r, PETAL_EPROTO, at, "unknown record kind %llu", (unsigned long long)kind);
         }
         if (rec == NULL) {
             return oom(r);
@@ -1323,9 +1318,12 @@ decode_prefix(rd_t *r, uint64_t fields, const char *tag)
     const char *s;
     size_t len;
     uint64_t version;
+    uint64_t n;
     int rc;
 
-    if ((rc = rd_array_exact(r, fields, "top-level array")) != 0) {
+    /* The tag and version are checked before the element count, so that another format or
+     * a later version is named as such. */
+    if ((rc = rd_container(r, 0, UINT64_MAX, &n, "top-level array")) != 0) {
         return rc;
     }
     at = r->pos;
@@ -1343,6 +1341,10 @@ decode_prefix(rd_t *r, uint64_t fields, const char *tag)
         return fail(r, PETAL_EPROTO, at, "unsupported encoding version %llu (this build reads %d)",
                     (unsigned long long)version, CODEC_VERSION);
     }
+    if (n != fields) {
+        return fail(r, PETAL_EPROTO, 0, "top-level array has %llu elements, expected %llu",
+                    (unsigned long long)n, (unsigned long long)fields);
+    }
     return 0;
 }
 
@@ -1358,8 +1360,7 @@ rd_fixed_str(rd_t *r, char *dst, size_t cap, const char *what)
         return rc;
     }
     if (len >= cap) {
-        return fail(r, PETAL_EPROTO, at, "%s has %zu bytes, the most is %zu", what, len,
-                    cap - 1);
+        return fail(r, PETAL_EPROTO, at, "%s has %zu bytes, the most is %zu", what, len, cap - 1);
     }
     memcpy(dst, s, len);
     dst[len] = '\0';
@@ -1382,8 +1383,7 @@ decode_metadata(rd_t *r, petal_metadata_t *md)
         (rc = rd_f64(r, &md->ttl, "ttl")) != 0 ||
         (rc = rd_f64(r, &md->created_at, "created_at")) != 0 ||
         (rc = rd_fixed_str(r, md->group_id, sizeof(md->group_id), "group_id")) != 0 ||
-        (rc = rd_fixed_str(r, md->message_type, sizeof(md->message_type), "message_type")) !=
-            0) {
+        (rc = rd_fixed_str(r, md->message_type, sizeof(md->message_type), "message_type")) != 0) {
         return rc;
     }
     return 0;
@@ -1421,9 +1421,9 @@ rd_init(rd_t *r, pt_buf_t *buf, size_t offset, size_t len, const pt_codec_limits
 }
 
 static int
-rd_end(rd_t *r)
+rd_end(rd_t *r, const char *where)
 {
-    r->where = "message";
+    r->where = where;
     if (r->pos != r->len) {
         return fail(r, PETAL_EPROTO, r->pos, "%zu unexpected bytes after the end", left(r));
     }
@@ -1471,7 +1471,7 @@ pt_codec_decode(pt_buf_t *buf, size_t offset, size_t len, const pt_codec_limits_
             rc = oom(&r);
             goto fail;
         }
-        if ((rc = decode_recorddict(&r, d)) != 0 || (rc = rd_end(&r)) != 0) {
+        if ((rc = decode_recorddict(&r, d)) != 0 || (rc = rd_end(&r, "message")) != 0) {
             goto fail;
         }
         m = pt_message_alloc_meta(&md, d);
@@ -1500,7 +1500,7 @@ pt_codec_decode(pt_buf_t *buf, size_t offset, size_t len, const pt_codec_limits_
             goto fail;
         }
         if ((rc = rd_str(&r, r.lim.max_string_bytes, &s, &slen, "error reason")) != 0 ||
-            (rc = rd_end(&r)) != 0) {
+            (rc = rd_end(&r, "message")) != 0) {
             goto fail;
         }
         reason = malloc(slen + 1);
@@ -1556,7 +1556,7 @@ pt_codec_decode_recorddict(pt_buf_t *buf, size_t offset, size_t len,
         rc = oom(&r);
         goto fail;
     }
-    if ((rc = decode_recorddict(&r, d)) != 0 || (rc = rd_end(&r)) != 0) {
+    if ((rc = decode_recorddict(&r, d)) != 0 || (rc = rd_end(&r, "recorddict")) != 0) {
         goto fail;
     }
     *out = d;

@@ -37,9 +37,9 @@ typedef struct pt_iov {
 typedef struct pt_encoded {
     pt_iov_t *iov;
     size_t niov;
-    size_t total;        /* sum of iov lengths */
-    uint64_t copied;     /* array payload bytes copied while encoding (0 by design) */
-    void *internal;      /* header storage and held buffers */
+    size_t total;    /* sum of iov lengths */
+    uint64_t copied; /* array payload bytes copied while encoding (0 by design) */
+    void *internal;  /* header storage and held buffers */
 } pt_encoded_t;
 
 /* Encodes m. 0 and *out filled on success; negative error otherwise (*out untouched). */

@@ -512,9 +512,13 @@ pt_config_parse_value(const char *text, petal_value_t *out, char **owned, char *
         msgf(err, err_cap, "%s", msg);
         return rc;
     }
-    if (i + used != n) {
-        msgf(err, err_cap, "unexpected text after the value: '%.*s'", tok_shown(n - i - used),
-             text + i + used);
+    size_t end = i + used;
+    while (end < n && is_ws(text[end])) {
+        end++;
+    }
+    if (end != n) {
+        msgf(err, err_cap, "unexpected text after the value: '%.*s'", tok_shown(n - end),
+             text + end);
         tval_clear(&v);
         return PETAL_ECONFIG;
     }
@@ -643,7 +647,7 @@ parse_dotted(parser_t *ps, const char *p, size_t n, size_t *used, char *out, siz
         }
         if (o + (i - start) > max) {
             fail(ps, PETAL_ECONFIG, "%s '%.*s...' is longer than %zu characters", what,
-                 tok_shown(o), out, max);
+                 i < 40 ? (int)i : 40, p, max);
             return PETAL_ECONFIG;
         }
         memcpy(out + o, p + start, i - start);
@@ -655,7 +659,7 @@ parse_dotted(parser_t *ps, const char *p, size_t n, size_t *used, char *out, siz
         if (i < n && p[i] == '.') {
             if (o + 1 > max) {
                 fail(ps, PETAL_ECONFIG, "%s '%.*s...' is longer than %zu characters", what,
-                     tok_shown(o), out, max);
+                     i < 40 ? (int)i : 40, p, max);
                 return PETAL_ECONFIG;
             }
             out[o++] = '.';

@@ -11,11 +11,10 @@
  */
 typedef struct pt_grid_ops {
     int64_t (*node_ids)(petal_grid_t *g, uint64_t *ids, uint64_t cap);
-    int64_t (*send_and_stream)(petal_grid_t *g, petal_message_t **msgs, uint64_t n,
-                               double timeout, petal_reply_cb cb, void *cb_ctx);
+    int64_t (*send_and_stream)(petal_grid_t *g, petal_message_t **msgs, uint64_t n, double timeout,
+                               petal_reply_cb cb, void *cb_ctx);
     int64_t (*push)(petal_grid_t *g, petal_message_t *m);
-    int32_t (*pull)(petal_grid_t *g, uint64_t message_id, double timeout,
-                    petal_message_t **reply);
+    int32_t (*pull)(petal_grid_t *g, uint64_t message_id, double timeout, petal_message_t **reply);
     int32_t (*record_metrics)(petal_grid_t *g, uint32_t round, const char *phase,
                               const petal_metricrecord_t *metrics);
     int32_t (*set_final_arrays)(petal_grid_t *g, const petal_arrayrecord_t *arrays);

@@ -467,9 +467,8 @@ petal_arrayrecord_add(petal_arrayrecord_t *r, const char *name, int32_t dtype, u
 }
 
 petal_array_t *
-petal_arrayrecord_add_wrap(petal_arrayrecord_t *r, const char *name, int32_t dtype,
-                           uint32_t ndim, const uint64_t *shape, void *data,
-                           petal_free_cb free_cb, void *free_ctx)
+petal_arrayrecord_add_wrap(petal_arrayrecord_t *r, const char *name, int32_t dtype, uint32_t ndim,
+                           const uint64_t *shape, void *data, petal_free_cb free_cb, void *free_ctx)
 {
     uint64_t nbytes;
     petal_array_t *a;

@@ -36,6 +36,7 @@ typedef struct inproc_listener {
     struct pt_listener_base base;
     pt_runtime_t *rt;
     struct inproc_listener *next;
+    pt_actor_watch_t owner_stop; /* a listener never outlives its owner */
     char addr[ADDR_MAX];
 } inproc_listener_t;
 
@@ -79,6 +80,15 @@ registry_find(pt_runtime_t *rt, const char *addr)
     return NULL;
 }
 
+static void listener_free(inproc_listener_t *l);
+
+static void
+on_listener_owner_stopped(pt_actor_watch_t *w, int stopped)
+{
+    (void)stopped;
+    listener_free(CONTAINER_OF(w, inproc_listener_t, owner_stop));
+}
+
 static int
 inproc_listen(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_listener_t **out)
 {
@@ -105,6 +115,11 @@ inproc_listen(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_listener
     l->next = registry;
     registry = l;
     pthread_mutex_unlock(&registry_mu);
+    r = pt_actor_watch_stop(owner, &l->owner_stop, on_listener_owner_stopped);
+    if (r != 0) {
+        listener_free(l);
+        return r;
+    }
     *out = (pt_listener_t *)l;
     return 0;
 }
@@ -122,11 +137,11 @@ inproc_listener_addr(pt_listener_t *pl, char *buf, size_t cap)
     return 0;
 }
 
+/* Unregisters and frees; also run when the owner stops without closing its listener. */
 static void
-inproc_listener_close(pt_listener_t *pl)
+listener_free(inproc_listener_t *l)
 {
-    inproc_listener_t *l = (inproc_listener_t *)pl;
-
+    pt_actor_unwatch(&l->owner_stop);
     pthread_mutex_lock(&registry_mu);
     for (inproc_listener_t **pp = &registry; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == l) {
@@ -136,6 +151,12 @@ inproc_listener_close(pt_listener_t *pl)
     }
     pthread_mutex_unlock(&registry_mu);
     free(l);
+}
+
+static void
+inproc_listener_close(pt_listener_t *pl)
+{
+    listener_free((inproc_listener_t *)pl);
 }
 
 /* ---- Connections ---------------------------------------------------------------------------- */

@@ -26,20 +26,20 @@ typedef struct pt_conn pt_conn_t;
 typedef struct pt_listener pt_listener_t;
 
 typedef struct pt_frame {
-    pt_msg_t hdr;          /* hdr.type == PT_MSG_FRAME when delivered */
-    uint16_t version;      /* PT_PROTOCOL_VERSION */
-    uint16_t kind;         /* protocol verb */
+    pt_msg_t hdr;     /* hdr.type == PT_MSG_FRAME when delivered */
+    uint16_t version; /* PT_PROTOCOL_VERSION */
+    uint16_t kind;    /* protocol verb */
     uint32_t flags;
-    uint64_t seq;          /* sender's sequence number (0 = none) */
-    uint64_t ack;          /* highest peer seq acknowledged (0 = none) */
-    pt_conn_t *conn;       /* the connection it arrived on (set by the transport) */
-    petal_message_t *msg;  /* optional; owned by the frame */
+    uint64_t seq;         /* sender's sequence number (0 = none) */
+    uint64_t ack;         /* highest peer seq acknowledged (0 = none) */
+    pt_conn_t *conn;      /* the connection it arrived on (set by the transport) */
+    petal_message_t *msg; /* optional; owned by the frame */
 } pt_frame_t;
 
 /* Events delivered to the owning actor. */
-#define PT_MSG_FRAME 0xff000101u     /* a pt_frame_t */
-#define PT_MSG_CONN_UP 0xff000102u   /* a pt_conn_event_t: accepted, or dial completed */
-#define PT_MSG_CONN_DOWN 0xff000103u /* a pt_conn_event_t: closed by peer, error or us */
+#define PT_MSG_FRAME 0xff000101u         /* a pt_frame_t */
+#define PT_MSG_CONN_UP 0xff000102u       /* a pt_conn_event_t: accepted, or dial completed */
+#define PT_MSG_CONN_DOWN 0xff000103u     /* a pt_conn_event_t: closed by peer, error or us */
 #define PT_MSG_CONN_WRITABLE 0xff000104u /* a pt_conn_event_t: send would not block now */
 
 typedef struct pt_conn_event {

@@ -389,6 +389,13 @@ fetch_initial_arrays(petal_grid_t *grid, petal_context_t *ctx, const server_conf
         q.code = PETAL_ETIMEDOUT;
         snprintf(q.reason, sizeof(q.reason), "no reply within %.0f s", c->opts.round_timeout);
     }
+    if (q.code == PETAL_E_LOAD_CLIENT_APP_EXCEPTION || q.code == PETAL_E_NODE_UNAVAILABLE ||
+        q.code == PETAL_ETIMEDOUT) {
+        petal_recorddict_free(q.holder);
+        return fail(ctx, PETAL_E_SERVER_APP_RAISED_EXCEPTION,
+                    "node %" PRIu64 " did not provide the initial arrays (asked with %s): %s",
+                    q.node, INIT_ARRAYS_TYPE, q.reason);
+    }
     if (q.code != 0) {
         petal_recorddict_free(q.holder);
         return fail(ctx, PETAL_E_SERVER_APP_RAISED_EXCEPTION,

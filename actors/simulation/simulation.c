@@ -406,6 +406,7 @@ dispatch(pt_simulation_t *s, pt_frame_t *f)
     }
     sim_node_t *node = &s->nodes[index];
     if (node->busy) {
+        f->hdr.next = NULL;
         pt_frame_t **p = &node->queued;
         while (*p != NULL) {
             p = (pt_frame_t **)&(*p)->hdr.next;

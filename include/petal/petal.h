@@ -74,10 +74,8 @@ uint64_t petal_recorddict_count(const petal_recorddict_t *d);
 const char *petal_recorddict_name_at(const petal_recorddict_t *d, uint64_t i);
 int32_t petal_recorddict_kind_at(const petal_recorddict_t *d, uint64_t i);
 const petal_arrayrecord_t *petal_recorddict_arrays(const petal_recorddict_t *d, const char *name);
-const petal_metricrecord_t *petal_recorddict_metrics(const petal_recorddict_t *d,
-                                                     const char *name);
-const petal_configrecord_t *petal_recorddict_config(const petal_recorddict_t *d,
-                                                    const char *name);
+const petal_metricrecord_t *petal_recorddict_metrics(const petal_recorddict_t *d, const char *name);
+const petal_configrecord_t *petal_recorddict_config(const petal_recorddict_t *d, const char *name);
 petal_arrayrecord_t *petal_recorddict_add_arrays(petal_recorddict_t *d, const char *name);
 petal_metricrecord_t *petal_recorddict_add_metrics(petal_recorddict_t *d, const char *name);
 petal_configrecord_t *petal_recorddict_add_config(petal_recorddict_t *d, const char *name);

@@ -125,14 +125,15 @@ typedef struct petal_value {
 
 /* ---- Opaque objects (owned by the host) -------------------------------------------------- */
 
-typedef struct petal_array petal_array_t;             /* {dtype, shape, data} */
-typedef struct petal_arrayrecord petal_arrayrecord_t; /* ordered name -> array */
+typedef struct petal_array petal_array_t;               /* {dtype, shape, data} */
+typedef struct petal_arrayrecord petal_arrayrecord_t;   /* ordered name -> array */
 typedef struct petal_metricrecord petal_metricrecord_t; /* ordered name -> int/uint/double(/list) */
-typedef struct petal_configrecord petal_configrecord_t; /* MetricRecord values + bool/string/bytes */
-typedef struct petal_recorddict petal_recorddict_t;   /* ordered name -> one of the three records */
-typedef struct petal_message petal_message_t;         /* Metadata + (content | error) */
-typedef struct petal_context petal_context_t;         /* run/node config and persistent state */
-typedef struct petal_grid petal_grid_t;               /* the ServerApp's view of the federation */
+typedef struct petal_configrecord
+    petal_configrecord_t;                           /* MetricRecord values + bool/string/bytes */
+typedef struct petal_recorddict petal_recorddict_t; /* ordered name -> one of the three records */
+typedef struct petal_message petal_message_t;       /* Metadata + (content | error) */
+typedef struct petal_context petal_context_t;       /* run/node config and persistent state */
+typedef struct petal_grid petal_grid_t;             /* the ServerApp's view of the federation */
 
 typedef enum petal_record_kind {
     PETAL_RECORD_ARRAYS = 1,
@@ -212,9 +213,9 @@ typedef struct petal_host_api_v1 {
                                       uint32_t ndim, const uint64_t *shape);
     /* New array over caller memory, no copy; free_cb(data, ctx) runs when the last reference
      * goes (it may run on any thread). On error free_cb is not called. */
-    petal_array_t *(*arrayrecord_add_wrap)(petal_arrayrecord_t *r, const char *name,
-                                           int32_t dtype, uint32_t ndim, const uint64_t *shape,
-                                           void *data, petal_free_cb free_cb, void *free_ctx);
+    petal_array_t *(*arrayrecord_add_wrap)(petal_arrayrecord_t *r, const char *name, int32_t dtype,
+                                           uint32_t ndim, const uint64_t *shape, void *data,
+                                           petal_free_cb free_cb, void *free_ctx);
     /* Adds a reference to src's bytes under `name` (no copy). */
     int32_t (*arrayrecord_add_ref)(petal_arrayrecord_t *r, const char *name,
                                    const petal_array_t *src);
@@ -246,8 +247,7 @@ typedef struct petal_host_api_v1 {
     const petal_arrayrecord_t *(*recorddict_arrays)(const petal_recorddict_t *d, const char *name);
     const petal_metricrecord_t *(*recorddict_metrics)(const petal_recorddict_t *d,
                                                       const char *name);
-    const petal_configrecord_t *(*recorddict_config)(const petal_recorddict_t *d,
-                                                     const char *name);
+    const petal_configrecord_t *(*recorddict_config)(const petal_recorddict_t *d, const char *name);
     /* Get-or-create a record of that kind; NULL if `name` holds another kind. */
     petal_arrayrecord_t *(*recorddict_add_arrays)(petal_recorddict_t *d, const char *name);
     petal_metricrecord_t *(*recorddict_add_metrics)(petal_recorddict_t *d, const char *name);
@@ -260,7 +260,7 @@ typedef struct petal_host_api_v1 {
     void (*message_free)(petal_message_t *m);
     int32_t (*message_metadata)(const petal_message_t *m, petal_metadata_t *out);
     const petal_recorddict_t *(*message_content)(const petal_message_t *m); /* NULL if error */
-    int32_t (*message_error_code)(const petal_message_t *m); /* 0 when it has content */
+    int32_t (*message_error_code)(const petal_message_t *m);       /* 0 when it has content */
     const char *(*message_error_reason)(const petal_message_t *m); /* "" when none */
 
     /* Context */
@@ -302,7 +302,10 @@ typedef struct petal_host_api_v1 {
 
 /* ---- What the plugin hands back -------------------------------------------------------------- */
 
-typedef enum petal_plugin_kind { PETAL_PLUGIN_CLIENT = 1, PETAL_PLUGIN_SERVER = 2 } petal_plugin_kind_t;
+typedef enum petal_plugin_kind {
+    PETAL_PLUGIN_CLIENT = 1,
+    PETAL_PLUGIN_SERVER = 2
+} petal_plugin_kind_t;
 
 /*
  * ClientApp operations. Handlers run on worker threads, possibly several at once for different
@@ -338,7 +341,7 @@ typedef struct petal_plugin_info {
     uint32_t abi_version; /* the plugin sets PETAL_ABI_VERSION */
     uint32_t kind;        /* petal_plugin_kind_t */
     uint32_t reserved;
-    const char *name;    /* static strings, owned by the plugin */
+    const char *name; /* static strings, owned by the plugin */
     const char *version;
     const petal_client_ops_t *client; /* kind == PETAL_PLUGIN_CLIENT */
     const petal_server_ops_t *server; /* kind == PETAL_PLUGIN_SERVER */
@@ -361,6 +364,11 @@ typedef int32_t (*petal_plugin_entry_v1_fn)(const petal_host_api_v1_t *host,
 #ifndef PETAL_HOST_BUILD
 
 extern PETAL_PLUGIN_HIDDEN const petal_host_api_v1_t *petal_host;
+
+/* The entry point every plugin defines (declared here so plugins need no prototype of their own).
+ */
+PETAL_PLUGIN_EXPORT int32_t petal_plugin_entry_v1(const petal_host_api_v1_t *host,
+                                                  petal_plugin_info_t *info);
 
 /* Put once in one source file of the plugin. */
 #define PETAL_PLUGIN_INIT PETAL_PLUGIN_HIDDEN const petal_host_api_v1_t *petal_host = NULL

@@ -115,13 +115,13 @@ int32_t petal_strategy_options_check(const petal_strategy_options_t *o, char *wh
 
 /* What one phase of one round is about; valid from begin() to free(). */
 typedef struct petal_round_info {
-    uint32_t round;                     /* 1-based */
+    uint32_t round; /* 1-based */
     uint32_t reserved;
-    const char *phase;                  /* "train" or "evaluate" */
-    const petal_arrayrecord_t *arrays;  /* the global arrays sent this round */
-    const uint64_t *nodes;              /* the sampled nodes, in send order */
+    const char *phase;                 /* "train" or "evaluate" */
+    const petal_arrayrecord_t *arrays; /* the global arrays sent this round */
+    const uint64_t *nodes;             /* the sampled nodes, in send order */
     uint64_t num_nodes;
-    petal_grid_t *grid;                 /* for pt_grid_runtime(), logging context, ... */
+    petal_grid_t *grid; /* for pt_grid_runtime(), logging context, ... */
 } petal_round_info_t;
 
 /*
@@ -185,8 +185,7 @@ const char *petal_strategy_error(const petal_strategy_t *s);
  * timeout. */
 int32_t petal_strategy_configure_default(petal_strategy_t *s, const char *message_type,
                                          uint32_t round, const petal_arrayrecord_t *arrays,
-                                         const uint64_t *nodes, uint64_t n,
-                                         petal_message_t **msgs);
+                                         const uint64_t *nodes, uint64_t n, petal_message_t **msgs);
 
 /* Helpers for fold(): the reply's MetricRecord ("metrics" if present, otherwise the first
  * MetricRecord; NULL if none) and its weight (`weighted_by_key`, a positive integer). */

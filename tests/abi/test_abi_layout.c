@@ -1,4 +1,4 @@
-/* test_abi_layout.c - freezes ABI v1: struct layouts, table slots, numbers that cross the boundary. */
+/* test_abi_layout.c - freezes ABI v1: layouts, table slots, numbers that cross the boundary. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +51,8 @@ FROZEN_ERRORS(ASSERT_ERROR)
 
 _Static_assert(PETAL_DTYPE_FLOAT32 == 1 && PETAL_DTYPE_FLOAT64 == 2 && PETAL_DTYPE_INT8 == 3 &&
                    PETAL_DTYPE_INT16 == 4 && PETAL_DTYPE_INT32 == 5 && PETAL_DTYPE_INT64 == 6 &&
-                   PETAL_DTYPE_UINT8 == 7 && PETAL_DTYPE_UINT16 == 8 &&
-                   PETAL_DTYPE_UINT32 == 9 && PETAL_DTYPE_UINT64 == 10 &&
-                   PETAL_DTYPE_BOOL == 11,
+                   PETAL_DTYPE_UINT8 == 7 && PETAL_DTYPE_UINT16 == 8 && PETAL_DTYPE_UINT32 == 9 &&
+                   PETAL_DTYPE_UINT64 == 10 && PETAL_DTYPE_BOOL == 11,
                "dtype numbers");
 _Static_assert(PETAL_VALUE_INT64 == 1 && PETAL_VALUE_UINT64 == 2 && PETAL_VALUE_DOUBLE == 3 &&
                    PETAL_VALUE_BOOL == 4 && PETAL_VALUE_STRING == 5 && PETAL_VALUE_BYTES == 6 &&
@@ -140,7 +139,7 @@ _Static_assert(HOST_SLOTS_V1 == 55, "ABI v1.0 has 55 host functions");
 
 #define HEADER_SIZE (2 * sizeof(uint32_t))
 #define SLOT_ASSERT(name)                                                                          \
-    _Static_assert(offsetof(petal_host_api_v1_t, name) ==                                         \
+    _Static_assert(offsetof(petal_host_api_v1_t, name) ==                                          \
                        HEADER_SIZE + SLOT_##name * sizeof(void (*)(void)),                         \
                    "host slot " #name " moved");
 HOST_SLOTS(SLOT_ASSERT)
@@ -247,8 +246,8 @@ START_TEST(test_host_has)
     petal_host_api_v1_t t;
     memset(&t, 0, sizeof(t));
     /* a host that only has the slots up to grid_node_ids */
-    t.struct_size = (uint32_t)(offsetof(petal_host_api_v1_t, grid_node_ids) +
-                               sizeof(t.grid_node_ids));
+    t.struct_size =
+        (uint32_t)(offsetof(petal_host_api_v1_t, grid_node_ids) + sizeof(t.grid_node_ids));
     ck_assert(PETAL_HOST_HAS(&t, strerror));
     ck_assert(PETAL_HOST_HAS(&t, grid_node_ids));
     ck_assert(!PETAL_HOST_HAS(&t, grid_send_and_stream));

@@ -1,4 +1,4 @@
-/* test_host.c - the host side plugins call into: contexts (runtime/context.c) and grid dispatch. */
+/* test_host.c - the host side plugins call into: contexts and grid dispatch. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,8 +257,7 @@ START_TEST(test_grid_dispatches_and_validates)
 
     petal_message_t *m = petal_message_alloc(petal_recorddict_alloc(), "train", 10, "", 30.0);
     ck_assert_ptr_nonnull(m);
-    ck_assert_int_eq(petal_grid_send_and_stream(&g.base, &m, 1, -1.0, noop_cb, NULL),
-                     PETAL_EINVAL);
+    ck_assert_int_eq(petal_grid_send_and_stream(&g.base, &m, 1, -1.0, noop_cb, NULL), PETAL_EINVAL);
     ck_assert_int_eq(petal_grid_send_and_stream(&g.base, &m, 1, 5.0, NULL, NULL), PETAL_EINVAL);
     ck_assert_int_eq(petal_grid_send_and_stream(&g.base, &m, 1, 5.0, noop_cb, NULL), 1);
 

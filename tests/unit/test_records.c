@@ -494,16 +494,15 @@ START_TEST(test_recorddict_clone_and_equal)
     /* different bytes in an array */
     other = small_dict();
     ck_assert(pt_recorddict_equal(d, other));
-    ((int32_t *)petal_array_data_mut(
-        (petal_array_t *)petal_arrayrecord_get(petal_recorddict_arrays(other, "params"), "x")))[4] =
-        0;
+    ((int32_t *)petal_array_data_mut((petal_array_t *)petal_arrayrecord_get(
+        petal_recorddict_arrays(other, "params"), "x")))[4] = 0;
     ck_assert(!pt_recorddict_equal(d, other));
     petal_recorddict_free(other);
 
     /* a different dtype with the same bytes count */
     other = small_dict();
-    petal_arrayrecord_add(petal_recorddict_add_arrays(other, "params"), "x", PETAL_DTYPE_FLOAT32,
-                          1, shape);
+    petal_arrayrecord_add(petal_recorddict_add_arrays(other, "params"), "x", PETAL_DTYPE_FLOAT32, 1,
+                          shape);
     ck_assert(!pt_recorddict_equal(d, other));
     petal_recorddict_free(other);
 

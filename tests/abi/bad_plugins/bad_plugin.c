@@ -14,6 +14,8 @@
  *   OPS_ABI3       client ops with abi_version 3
  *   NO_HANDLER     client ops with every handler NULL
  *   UNKNOWN_KIND   kind = 9
+ *   UNDEFINED_SYM  calls a function nobody defines (a plugin that links against nothing but
+ *                  calls petal functions directly instead of through the table)
  */
 
 PETAL_PLUGIN_INIT;
@@ -48,15 +50,18 @@ static const petal_client_ops_t client_ops = {
 #endif
 };
 
-static const petal_client_ops_t small_ops = {.struct_size = 16,
-                                             .abi_version = PETAL_ABI_VERSION,
-                                             .train = bad_train};
+static const petal_client_ops_t small_ops = {
+    .struct_size = 16, .abi_version = PETAL_ABI_VERSION, .train = bad_train};
 
 static const petal_server_ops_t server_ops = {
     .struct_size = sizeof(petal_server_ops_t),
     .abi_version = PETAL_ABI_VERSION,
     .main = bad_main,
 };
+
+#if defined(BAD_UNDEFINED_SYM)
+void petal_function_that_does_not_exist(void);
+#endif
 
 #if defined(BAD_NO_ENTRY)
 #define ENTRY petal_plugin_entry_v0
@@ -95,6 +100,8 @@ ENTRY(const petal_host_api_v1_t *host, petal_plugin_info_t *info)
     info->client = &small_ops;
 #elif defined(BAD_UNKNOWN_KIND)
     info->kind = 9;
+#elif defined(BAD_UNDEFINED_SYM)
+    petal_function_that_does_not_exist();
 #endif
     return 0;
 }

@@ -1,4 +1,4 @@
-/* client.c - the frozen ABI v1 test ClientApp: built only against <petal/plugin.h>; never edit. */
+/* client.c - the frozen ABI v1 test ClientApp, built only against <petal/plugin.h>. */
 #include <petal/plugin.h>
 
 /*
@@ -121,8 +121,7 @@ v1_train(void *app, petal_context_t *ctx, const petal_message_t *msg, petal_reco
 }
 
 static int32_t
-v1_evaluate(void *app, petal_context_t *ctx, const petal_message_t *msg,
-            petal_recorddict_t *reply)
+v1_evaluate(void *app, petal_context_t *ctx, const petal_message_t *msg, petal_recorddict_t *reply)
 {
     (void)app;
     (void)msg;

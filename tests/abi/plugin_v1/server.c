@@ -1,4 +1,4 @@
-/* server.c - the frozen ABI v1 test ServerApp: built only against <petal/plugin.h>; never edit. */
+/* server.c - the frozen ABI v1 test ServerApp, built only against <petal/plugin.h>. */
 #include <petal/plugin.h>
 
 /*
@@ -29,8 +29,7 @@ on_reply(void *ctx, const petal_message_t *reply)
     const petal_recorddict_t *c = petal_message_content(reply);
     const petal_arrayrecord_t *ar = c ? petal_recorddict_arrays(c, "arrays") : NULL;
     const petal_array_t *w = ar ? petal_arrayrecord_get(ar, "w") : NULL;
-    if (w == NULL || petal_array_dtype(w) != PETAL_DTYPE_FLOAT32 ||
-        petal_array_numel(w) != W_LEN) {
+    if (w == NULL || petal_array_dtype(w) != PETAL_DTYPE_FLOAT32 || petal_array_numel(w) != W_LEN) {
         s->failures++;
         s->last_error = petal_message_error_code(reply);
         return 0;
@@ -69,12 +68,13 @@ v1_main(petal_grid_t *grid, petal_context_t *ctx)
         int32_t rc = 0;
         for (int64_t i = 0; i < n && rc == 0; i++) {
             petal_recorddict_t *content = petal_recorddict_alloc();
-            petal_arrayrecord_t *ar = content ? petal_recorddict_add_arrays(content, "arrays") : NULL;
+            petal_arrayrecord_t *ar =
+                content ? petal_recorddict_add_arrays(content, "arrays") : NULL;
             uint64_t shape[1] = {W_LEN};
-            petal_array_t *a = ar ? petal_arrayrecord_add(ar, "w", PETAL_DTYPE_FLOAT32, 1, shape)
-                                  : NULL;
-            petal_configrecord_t *cfg = content ? petal_recorddict_add_config(content, "config")
-                                                : NULL;
+            petal_array_t *a =
+                ar ? petal_arrayrecord_add(ar, "w", PETAL_DTYPE_FLOAT32, 1, shape) : NULL;
+            petal_configrecord_t *cfg =
+                content ? petal_recorddict_add_config(content, "config") : NULL;
             if (a == NULL || cfg == NULL) {
                 petal_recorddict_free(content);
                 rc = PETAL_ENOMEM;
@@ -143,8 +143,8 @@ v1_main(petal_grid_t *grid, petal_context_t *ctx)
     petal_recorddict_t *fd = petal_recorddict_alloc();
     petal_arrayrecord_t *final = fd ? petal_recorddict_add_arrays(fd, "final") : NULL;
     uint64_t shape[1] = {W_LEN};
-    petal_array_t *a = final ? petal_arrayrecord_add(final, "w", PETAL_DTYPE_FLOAT32, 1, shape)
-                             : NULL;
+    petal_array_t *a =
+        final ? petal_arrayrecord_add(final, "w", PETAL_DTYPE_FLOAT32, 1, shape) : NULL;
     if (a == NULL) {
         petal_recorddict_free(fd);
         return PETAL_ENOMEM;

@@ -321,13 +321,9 @@ close_out(FILE *f, const char *path, char *err, size_t cap)
     return 0;
 }
 
-int
-pt_history_write_json(const pt_history_t *h, const char *path, char *err, size_t cap)
+static void
+write_json(const pt_history_t *h, FILE *f)
 {
-    FILE *f = open_out(path, err, cap);
-    if (f == NULL) {
-        return PETAL_EIO;
-    }
     fputs("{\n  \"run_config\": {", f);
     const petal_configrecord_t *c = h->config ? petal_recorddict_config(h->config, "config") : NULL;
     const char *name;
@@ -356,7 +352,72 @@ pt_history_write_json(const pt_history_t *h, const char *path, char *err, size_t
     char digest[65];
     pt_history_arrays_sha256(h, digest);
     fprintf(f, "\n  ],\n  \"final_arrays_sha256\": \"%s\"\n}\n", digest);
+}
+
+int
+pt_history_write_json(const pt_history_t *h, const char *path, char *err, size_t cap)
+{
+    FILE *f = open_out(path, err, cap);
+    if (f == NULL) {
+        return PETAL_EIO;
+    }
+    write_json(h, f);
     return close_out(f, path, err, cap);
+}
+
+char *
+pt_history_json(const pt_history_t *h)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) {
+        return NULL;
+    }
+    write_json(h, f);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static size_t
+append_metric(char *buf, size_t cap, size_t at, const petal_metricrecord_t *m, const char *name)
+{
+    petal_value_t v;
+    double x;
+    if (at >= cap || m == NULL || petal_metricrecord_get(m, name, &v) != 0 ||
+        petal_value_as_f64(&v, &x) != 0) {
+        return at;
+    }
+    int n = v.type == PETAL_VALUE_DOUBLE ? snprintf(buf + at, cap - at, "  %s %.4f", name, x)
+                                         : snprintf(buf + at, cap - at, "  %s %.0f", name, x);
+    return n > 0 ? at + (size_t)n : at;
+}
+
+void
+pt_history_format_round(const pt_history_t *h, uint32_t round, int64_t total_rounds, char *buf,
+                        size_t cap)
+{
+    const petal_metricrecord_t *train = pt_history_get(h, round, "train");
+    const petal_metricrecord_t *eval = pt_history_get(h, round, "evaluate");
+    int n = snprintf(buf, cap, "round %u/%lld", round, (long long)total_rounds);
+    size_t at = n > 0 ? (size_t)n : 0;
+    at = append_metric(buf, cap, at, train, "num-replies");
+    at = append_metric(buf, cap, at, train, "num-failures");
+    at = append_metric(buf, cap, at, train, "train-loss");
+    const char *name;
+    petal_value_t v;
+    for (uint64_t i = 0; eval != NULL && i < petal_metricrecord_count(eval); i++) {
+        if (petal_metricrecord_at(eval, i, &name, &v) == 0 && strcmp(name, "num-examples") != 0 &&
+            strcmp(name, "num-replies") != 0 && strcmp(name, "num-failures") != 0) {
+            at = append_metric(buf, cap, at, eval, name);
+        }
+    }
+    if (at < cap) {
+        snprintf(buf + at, cap - at, "  %.2fs", pt_history_round_time(h, round));
+    }
 }
 
 int

@@ -34,9 +34,16 @@ const petal_arrayrecord_t *pt_history_final_arrays(const pt_history_t *h);
 /* Lower-case hex SHA-256 of the final arrays' encoding (65 bytes with the NUL); "" if none. */
 int pt_history_arrays_sha256(const pt_history_t *h, char out[65]);
 
+/* The one-line summary of a round that petal sim prints and a run's log carries:
+ * "round 3/5  num-replies 10  num-failures 0  train-loss 0.5451  eval-loss ...  0.40s". */
+void pt_history_format_round(const pt_history_t *h, uint32_t round, int64_t total_rounds, char *buf,
+                             size_t cap);
+
 /* Writers; 0, or a negative error with a sentence in err naming the path. */
 int pt_history_write_json(const pt_history_t *h, const char *path, char *err, size_t cap);
 int pt_history_write_csv(const pt_history_t *h, const char *path, char *err, size_t cap);
+/* The JSON of pt_history_write_json as a malloc'd string; NULL when out of memory. */
+char *pt_history_json(const pt_history_t *h);
 /* The final ArrayRecord as a RecordDict {"arrays": ...} in Petal's msgpack encoding. */
 int pt_history_save_arrays(const pt_history_t *h, const char *path, char *err, size_t cap);
 

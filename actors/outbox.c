@@ -42,6 +42,7 @@ pt_outbox_flush(pt_outbox_t *ob, pt_conn_t *c)
         f->hdr.next = NULL;
         int rc = pt_conn_send(c, f);
         if (rc == PETAL_EAGAIN) {
+            f->hdr.next = next != NULL ? &next->hdr : NULL; /* still queued: keep the rest */
             return;
         }
         if (rc != 0) {

@@ -123,7 +123,8 @@ pt_waiter_next(pt_waiter_t *w, uint64_t deadline_ms)
     petal_message_t *m = NULL;
     pthread_mutex_lock(&w->mu);
     while (w->head == w->tail) {
-        if (pt_waiter_now_ms() >= deadline_ms || pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0) {
+        if (w->cancelled || pt_waiter_now_ms() >= deadline_ms ||
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0) {
             if (w->head == w->tail) {
                 goto out;
             }
@@ -151,6 +152,7 @@ pt_waiter_cancel(pt_waiter_t *w, uint64_t *ids, uint64_t *slots)
     uint64_t k = 0;
     pthread_mutex_lock(&w->mu);
     w->cancelled = 1;
+    pthread_cond_broadcast(&w->cv); /* a waiting pt_waiter_next returns what is queued, then NULL */
     for (uint64_t i = 0; i < w->n; i++) {
         if (!w->answered[i]) {
             if (ids != NULL) {

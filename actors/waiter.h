@@ -30,8 +30,9 @@ void pt_waiter_deliver(pt_waiter_t *w, uint64_t slot, petal_message_t *reply);
 petal_message_t *pt_waiter_next(pt_waiter_t *w, uint64_t deadline_ms);
 /* How many slots have been answered (delivered, taken or not). */
 uint64_t pt_waiter_answered(pt_waiter_t *w);
-/* ServerApp thread: stops accepting replies; returns how many slots never got one and writes
- * their message ids (0 when none was assigned) into ids[0..] when ids is non-NULL. */
+/* Any thread: stops accepting replies and wakes a thread waiting in pt_waiter_next (which then
+ * returns what is queued, then NULL at once). Returns how many slots never got a reply and
+ * writes their message ids (0 when none was assigned) into ids[0..] when ids is non-NULL. */
 uint64_t pt_waiter_cancel(pt_waiter_t *w, uint64_t *ids, uint64_t *slots);
 /* A monotonic millisecond clock for deadlines. */
 uint64_t pt_waiter_now_ms(void);

@@ -5,6 +5,11 @@
 /* Each subcommand gets argv with argv[0] = its own name; returns the process exit code. */
 int petal_cmd_sim(int argc, char **argv);
 int petal_cmd_new(int argc, char **argv);
+int petal_cmd_run(int argc, char **argv);
+int petal_cmd_ls(int argc, char **argv);
+int petal_cmd_log(int argc, char **argv);
+int petal_cmd_stop(int argc, char **argv);
+int petal_cmd_nodes(int argc, char **argv);
 
 /* Exit codes. */
 #define PETAL_EXIT_OK 0

@@ -60,41 +60,15 @@ usage(FILE *out)
 }
 
 static void
-print_metric(const petal_metricrecord_t *m, const char *name)
-{
-    petal_value_t v;
-    double x;
-    if (m != NULL && petal_metricrecord_get(m, name, &v) == 0 && petal_value_as_f64(&v, &x) == 0) {
-        if (v.type == PETAL_VALUE_DOUBLE) {
-            printf("  %s %.4f", name, x);
-        } else {
-            printf("  %s %.0f", name, x);
-        }
-    }
-}
-
-static void
 print_round(printer_t *p, uint32_t round)
 {
-    const petal_metricrecord_t *train = pt_history_get(p->history, round, "train");
-    const petal_metricrecord_t *eval = pt_history_get(p->history, round, "evaluate");
+    char line[1024];
+    pt_history_format_round(p->history, round, p->rounds, line, sizeof(line));
     if (p->bar_shown) {
         printf("\r\033[K");
         p->bar_shown = 0;
     }
-    printf("round %u/%lld", round, (long long)p->rounds);
-    print_metric(train, "num-replies");
-    print_metric(train, "num-failures");
-    print_metric(train, "train-loss");
-    const char *name;
-    petal_value_t v;
-    for (uint64_t i = 0; eval != NULL && i < petal_metricrecord_count(eval); i++) {
-        if (petal_metricrecord_at(eval, i, &name, &v) == 0 && strcmp(name, "num-examples") != 0 &&
-            strcmp(name, "num-replies") != 0 && strcmp(name, "num-failures") != 0) {
-            print_metric(eval, name);
-        }
-    }
-    printf("  %.2fs\n", pt_history_round_time(p->history, round));
+    printf("%s\n", line);
     fflush(stdout);
 }
 

@@ -43,8 +43,6 @@
 #define DEFAULT_HWM 4096
 #define TURNS_PER_TICK 256
 
-typedef struct pt_pool pt_pool_t;
-
 struct pt_actor {
     /* Producer side. */
     _Alignas(64) _Atomic uint64_t state;
@@ -91,7 +89,6 @@ struct pt_runtime {
     pt_actor_t *runq_tail;
     uint32_t runq_len;
     int running;
-    int ran;
     int shutdown_done;
     int finishing;
     /* Cross-thread wakeups. */
@@ -810,7 +807,6 @@ pt_runtime_run(pt_runtime_t *rt)
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     tls_loop_rt = prev;
     rt->running = 0;
-    rt->ran = 1;
     return 0;
 }
 
@@ -839,6 +835,7 @@ drain_mailbox(pt_actor_t *a)
 int
 pt_runtime_free(pt_runtime_t *rt)
 {
+    pt_runtime_t *prev;
     pt_actor_t *a;
     int r;
 
@@ -858,6 +855,7 @@ pt_runtime_free(pt_runtime_t *rt)
     rt->pool = NULL;
     /* 3. Actors that never handled STOP (the loop did not run to the end): free their mail,
      *    stop their timers and fire their watches. */
+    prev = tls_loop_rt;
     tls_loop_rt = rt;
     while (rt->live != NULL) {
         a = rt->live;
@@ -867,7 +865,7 @@ pt_runtime_free(pt_runtime_t *rt)
     for (a = rt->zombies; a != NULL; a = a->list_next) {
         drain_mailbox(a);
     }
-    tls_loop_rt = NULL;
+    tls_loop_rt = prev;
     if (!rt->finishing) {
         rt->finishing = 1;
         rt->async_closed = 1;

@@ -782,7 +782,7 @@ static int
 rd_str(rd_t *r, uint64_t max, const char **s, size_t *len, const char *what)
 {
     size_t at = r->pos;
-    uint64_t n;
+    uint64_t n = 0;
     uint8_t b;
     int rc = need(r, 1, what);
 
@@ -823,7 +823,7 @@ static int
 rd_bin(rd_t *r, uint64_t max, size_t *off, size_t *len, const char *what)
 {
     size_t at = r->pos;
-    uint64_t n;
+    uint64_t n = 0;
     uint8_t b;
     int rc = need(r, 1, what);
 
@@ -857,7 +857,7 @@ static int
 rd_container(rd_t *r, int map, uint64_t max, uint64_t *count, const char *what)
 {
     size_t at = r->pos;
-    uint64_t n;
+    uint64_t n = 0;
     uint8_t b;
     uint8_t fix = map ? 0x80 : 0x90;
     uint8_t x16 = map ? 0xde : 0xdc;
@@ -896,7 +896,7 @@ static int
 rd_array_exact(rd_t *r, uint64_t expected, const char *what)
 {
     size_t at = r->pos;
-    uint64_t n;
+    uint64_t n = 0;
     int rc = rd_container(r, 0, UINT64_MAX, &n, what);
 
     if (rc != 0) {
@@ -914,8 +914,8 @@ static int
 rd_name(rd_t *r, char **dst, size_t *cap, const char *what)
 {
     size_t at = r->pos;
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     int rc = rd_str(r, r->lim.max_string_bytes, &s, &len, what);
 
     if (rc != 0) {
@@ -1074,7 +1074,7 @@ value_type_name(uint64_t t)
 static int
 decode_list(rd_t *r, uint64_t type, petal_value_t *v, void **mem)
 {
-    uint64_t n;
+    uint64_t n = 0;
     size_t esize = type == PETAL_VALUE_BOOL_LIST     ? 1
                    : type == PETAL_VALUE_STRING_LIST ? sizeof(char *)
                                                      : 8;
@@ -1153,7 +1153,7 @@ decode_value(rd_t *r, int metrics, void *rec)
     void *mem = NULL;
     uint64_t type;
     size_t at;
-    size_t len;
+    size_t len = 0;
     int rc;
 
     memset(&v, 0, sizeof(v));
@@ -1229,7 +1229,7 @@ entry_exists(int32_t kind, const void *rec, const char *name)
 static int
 decode_entries(rd_t *r, int32_t kind, void *rec)
 {
-    uint64_t n;
+    uint64_t n = 0;
     int rc;
 
     r->ent_kind = kind == PETAL_RECORD_ARRAYS ? "array" : "value";
@@ -1259,7 +1259,7 @@ decode_entries(rd_t *r, int32_t kind, void *rec)
 static int
 decode_recorddict(rd_t *r, petal_recorddict_t *d)
 {
-    uint64_t n;
+    uint64_t n = 0;
     int rc;
 
     if ((rc = rd_container(r, 1, r->lim.max_records, &n, "recorddict")) != 0) {
@@ -1315,10 +1315,10 @@ static int
 decode_prefix(rd_t *r, uint64_t fields, const char *tag)
 {
     size_t at;
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     uint64_t version;
-    uint64_t n;
+    uint64_t n = 0;
     int rc;
 
     /* The tag and version are checked before the element count, so that another format or
@@ -1351,8 +1351,8 @@ decode_prefix(rd_t *r, uint64_t fields, const char *tag)
 static int
 rd_fixed_str(rd_t *r, char *dst, size_t cap, const char *what)
 {
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     size_t at = r->pos;
     int rc = rd_str(r, UINT64_MAX, &s, &len, what);
 

@@ -22,9 +22,10 @@
  *
  * Lifetime: each side has an embedded DOWN event whose free callback frees that side. close()
  * unlinks both sides at once and queues both DOWN events, so each owner sees DOWN exactly once,
- * after every frame that was sent to it before. If an owner is stopping and cannot take its
- * DOWN, the side is freed after that owner has handled PT_MSG_STOP (its STOP handler may still
- * call pt_conn_close on it).
+ * after every frame that was sent to it before. Each side also watches its owner
+ * (pt_actor_watch_stop): a side never outlives its owner. When the owner has handled
+ * PT_MSG_STOP, a side still up is taken down (the peer gets DOWN) and freed; so is a side whose
+ * DOWN the stopping owner refused. Listeners likewise close when their owner stops.
  */
 
 #define SCHEME "inproc://"
@@ -44,9 +45,10 @@ typedef struct inproc_conn {
     struct pt_conn_base base;
     pt_runtime_t *rt;
     struct inproc_conn *peer; /* NULL once down */
-    int closed;               /* no more sends; DOWN queued (or owner gone) */
+    int closed;               /* no more sends; DOWN queued (or refused by a stopping owner) */
+    pt_actor_t *watched;      /* the owner that owner_watch is registered on */
+    pt_actor_watch_t owner_watch;
     pt_actor_watch_t drain;   /* on the peer's owner after EAGAIN */
-    pt_actor_watch_t stop;    /* on our owner when it could not take DOWN */
     pt_conn_event_t down;
 } inproc_conn_t;
 
@@ -161,11 +163,13 @@ inproc_listener_close(pt_listener_t *pl)
 
 /* ---- Connections ---------------------------------------------------------------------------- */
 
+static void on_owner_stopped(pt_actor_watch_t *w, int stopped);
+
 static void
 conn_free(inproc_conn_t *c)
 {
     pt_actor_unwatch(&c->drain);
-    pt_actor_unwatch(&c->stop);
+    pt_actor_unwatch(&c->owner_watch);
     free(c);
 }
 
@@ -175,25 +179,26 @@ on_down_freed(pt_msg_t *m)
     conn_free(CONTAINER_OF(m, inproc_conn_t, down.hdr));
 }
 
-static void
-on_owner_stopped(pt_actor_watch_t *w, int stopped)
-{
-    (void)stopped;
-    conn_free(CONTAINER_OF(w, inproc_conn_t, stop));
-}
-
+/* A new side owned by `owner`; NULL with *err set when out of memory or the owner stopped. */
 static inproc_conn_t *
-conn_new(pt_runtime_t *rt, pt_actor_t *owner, const char *addr)
+conn_new(pt_runtime_t *rt, pt_actor_t *owner, const char *addr, int *err)
 {
     inproc_conn_t *c = calloc(1, sizeof(*c));
 
     if (c == NULL) {
+        *err = PETAL_ENOMEM;
         return NULL;
     }
     c->base.ops = &pt_inproc_ops;
     c->base.owner = owner;
     snprintf(c->base.peer, sizeof(c->base.peer), "%s", addr);
     c->rt = rt;
+    c->watched = owner;
+    *err = pt_actor_watch_stop(owner, &c->owner_watch, on_owner_stopped);
+    if (*err != 0) {
+        free(c); /* the owner has stopped already */
+        return NULL;
+    }
     return c;
 }
 
@@ -218,12 +223,12 @@ event_new(uint32_t type, inproc_conn_t *c, int status)
     return ev;
 }
 
-/* Marks one side down and hands it its DOWN event; it must already be unlinked. */
+/* Marks one side down and hands it its DOWN event; it must already be unlinked. If the owner
+ * is stopping and refuses the event, the owner watch frees the side once STOP was handled
+ * (until then the owner's STOP handler may still call pt_conn_close on it). */
 static void
 conn_down(inproc_conn_t *c, int status, const char *reason)
 {
-    pt_actor_t *owner = c->base.owner;
-
     if (c->closed) {
         return;
     }
@@ -234,13 +239,7 @@ conn_down(inproc_conn_t *c, int status, const char *reason)
     c->down.conn = (pt_conn_t *)c;
     c->down.status = status;
     snprintf(c->down.reason, sizeof(c->down.reason), "%s", reason);
-    if (pt_actor_send(owner, &c->down.hdr) == 0) {
-        return;
-    }
-    /* The owner is stopping: it may still touch c until it has handled STOP. */
-    if (pt_actor_watch_stop(owner, &c->stop, on_owner_stopped) != 0) {
-        conn_free(c);
-    }
+    (void)pt_actor_send(c->base.owner, &c->down.hdr);
 }
 
 /* Takes both sides down; `c` is the side whose owner acted (or noticed). */
@@ -255,6 +254,26 @@ conn_teardown(inproc_conn_t *c, const char *mine, const char *theirs)
         conn_down(p, PETAL_ECLOSED, theirs);
     }
     conn_down(c, PETAL_ECLOSED, mine);
+}
+
+/* The actor we watched has handled STOP. A side never outlives its owner: if it was still up,
+ * the peer gets DOWN now. If the side was handed to another actor, watch that one instead. */
+static void
+on_owner_stopped(pt_actor_watch_t *w, int stopped)
+{
+    inproc_conn_t *c = CONTAINER_OF(w, inproc_conn_t, owner_watch);
+
+    (void)stopped;
+    if (c->base.owner != c->watched) {
+        c->watched = c->base.owner;
+        if (pt_actor_watch_stop(c->watched, &c->owner_watch, on_owner_stopped) == 0) {
+            return;
+        }
+    }
+    if (!c->closed) {
+        conn_teardown(c, "actor stopped", "peer actor stopped");
+    }
+    conn_free(c);
 }
 
 static void
@@ -305,10 +324,13 @@ inproc_dial(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_conn_t **o
     if (lowner == NULL) {
         return UV_ECONNREFUSED;
     }
-    cd = conn_new(rt, owner, addr);
-    cl = conn_new(rt, lowner, addr);
-    if (cd == NULL || cl == NULL) {
-        r = PETAL_ENOMEM;
+    cd = conn_new(rt, owner, addr, &r);
+    if (cd == NULL) {
+        return r;
+    }
+    cl = conn_new(rt, lowner, addr, &r);
+    if (cl == NULL) {
+        r = r == PETAL_ECLOSED ? UV_ECONNREFUSED : r;
         goto fail;
     }
     up_d = event_new(PT_MSG_CONN_UP, cd, 0);
@@ -329,7 +351,7 @@ inproc_dial(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_conn_t **o
         cd->peer = NULL;
         cl->peer = NULL;
         conn_down(cl, PETAL_ECLOSED, "dialer stopped");
-        free(cd);
+        conn_free(cd);
         return PETAL_ECLOSED;
     }
     *out = (pt_conn_t *)cd;
@@ -338,8 +360,10 @@ inproc_dial(pt_runtime_t *rt, const char *addr, pt_actor_t *owner, pt_conn_t **o
 fail:
     free(up_d);
     free(up_l);
-    free(cd);
-    free(cl);
+    if (cl != NULL) {
+        conn_free(cl);
+    }
+    conn_free(cd);
     return r;
 }
 

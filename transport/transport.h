@@ -45,8 +45,9 @@ typedef struct pt_frame {
 typedef struct pt_conn_event {
     pt_msg_t hdr;
     pt_conn_t *conn;
-    int status;       /* 0, or why it went down / why the dial failed */
-    char reason[128]; /* human-readable detail for logs */
+    int status;              /* 0, or why it went down / why the dial failed */
+    char reason[128];        /* human-readable detail for logs */
+    pt_listener_t *listener; /* CONN_UP of an accepted connection: its listener; else NULL */
 } pt_conn_event_t;
 
 /* A new frame owning `msg` (may be NULL); NULL if out of memory. */

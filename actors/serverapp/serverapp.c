@@ -28,8 +28,42 @@ struct pt_serverapp {
     pt_run_observer_t *observer;
     pthread_t thread;
     int thread_started;
-    pt_u64map_t pulls; /* message id -> pt_waiter_t* for grid_push/grid_pull */
+    pt_u64map_t pulls;    /* message id -> pt_waiter_t* for grid_push/grid_pull */
+    pthread_mutex_t mu;   /* guards current and stopping (pt_serverapp_stop is any thread) */
+    pt_waiter_t *current; /* what the ServerApp thread waits on */
+    int stopping;
 };
+
+/* Marks what the ServerApp thread waits on, so a stop can wake it; fails once stopping. */
+static int
+set_current(pt_serverapp_t *s, pt_waiter_t *w)
+{
+    pthread_mutex_lock(&s->mu);
+    int stopping = s->stopping;
+    s->current = stopping ? NULL : w;
+    pthread_mutex_unlock(&s->mu);
+    return stopping && w != NULL ? PETAL_ECLOSED : 0;
+}
+
+static int
+is_stopping(pt_serverapp_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return stopping;
+}
+
+void
+pt_serverapp_stop(pt_serverapp_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    if (s->current != NULL) {
+        pt_waiter_cancel(s->current, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
 
 /* ---- Grid ---------------------------------------------------------------------------------- */
 
@@ -43,6 +77,9 @@ static int64_t
 grid_node_ids(petal_grid_t *g, uint64_t *ids, uint64_t cap)
 {
     pt_serverapp_t *s = grid_host(g);
+    if (is_stopping(s)) {
+        return PETAL_ECLOSED;
+    }
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
     pt_sl_sync_t sync = {.mu = &mu, .cv = &cv, .done = 0};
@@ -146,8 +183,12 @@ grid_send_and_stream(petal_grid_t *g, petal_message_t **msgs, uint64_t n, double
         md->message_id = pt_superlink_new_message_id();
         sent[i] = *md;
     }
-    int rc = push_to_superlink(s, w, msgs, n);
+    int rc = set_current(s, w);
+    if (rc == 0) {
+        rc = push_to_superlink(s, w, msgs, n);
+    }
     if (rc != 0) {
+        set_current(s, NULL);
         free(sent);
         free(slots);
         pt_waiter_release(w);
@@ -200,6 +241,7 @@ grid_send_and_stream(petal_grid_t *g, petal_message_t **msgs, uint64_t n, double
             petal_message_free(err);
         }
     }
+    set_current(s, NULL);
     free(sent);
     free(slots);
     pt_waiter_release(w);
@@ -243,9 +285,13 @@ grid_pull(petal_grid_t *g, uint64_t message_id, double timeout, petal_message_t 
     if (w == NULL || reply == NULL) {
         return PETAL_ENOENT;
     }
+    if (set_current(s, w) != 0) {
+        return PETAL_ECLOSED;
+    }
     petal_message_t *r = pt_waiter_next(w, deadline_after(timeout));
+    set_current(s, NULL);
     if (r == NULL) {
-        return PETAL_ETIMEDOUT; /* still pending: pull again later */
+        return is_stopping(s) ? PETAL_ECLOSED : PETAL_ETIMEDOUT; /* timed out: pull again later */
     }
     pt_u64map_del(&s->pulls, message_id);
     pt_waiter_release(w);
@@ -387,6 +433,7 @@ pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id, con
     s->run_id = run_id;
     s->observer = observer;
     pt_u64map_init(&s->pulls);
+    pthread_mutex_init(&s->mu, NULL);
     s->app_dir = strdup(app_dir);
     s->config_holder = petal_recorddict_alloc();
     petal_configrecord_t *cfg =
@@ -410,6 +457,7 @@ pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id, con
     *out = s;
     return 0;
 fail:
+    pthread_mutex_destroy(&s->mu);
     free(s->app_dir);
     petal_recorddict_free(s->config_holder);
     free(s);
@@ -432,6 +480,7 @@ pt_serverapp_join(pt_serverapp_t *s)
         pt_waiter_release(val);
     }
     pt_u64map_fini(&s->pulls);
+    pthread_mutex_destroy(&s->mu);
     free(s->app_dir);
     petal_recorddict_free(s->config_holder);
     free(s);

@@ -31,6 +31,9 @@ typedef struct pt_run_observer {
 int pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id,
                        const char *app_dir, const petal_configrecord_t *run_config,
                        pt_run_observer_t *observer, pt_serverapp_t **out);
+/* Asks the run to stop: Grid calls return PETAL_ECLOSED from now on (a waiting one at once), so
+ * main() returns. Any thread. */
+void pt_serverapp_stop(pt_serverapp_t *s);
 /* Joins the thread (after PT_SL_RUN_DONE arrived) and frees the host. */
 void pt_serverapp_join(pt_serverapp_t *s);
 

@@ -5,52 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actors/outbox.h"
 #include "actors/params.h"
 #include "actors/protocol.h"
 #include "runtime/log.h"
 #include "runtime/message.h"
-#include "runtime/u64map.h"
-#include "transport/transport.h"
 
-#include "superlink.h"
+#include "superlink_internal.h"
 
-/* Loop-thread state of one connection (a SuperNode, or the simulation's virtual nodes). */
-typedef struct link_conn {
-    pt_conn_t *conn;
-    uint64_t first_node, count; /* node ids [first, first + count) once registered */
-    pt_outbox_t outbox;         /* frames waiting for PT_MSG_CONN_WRITABLE */
-    struct link_conn *next;
-} link_conn_t;
-
-/* Where the reply to an instruction goes. */
-typedef struct pending_ref {
-    pt_waiter_t *waiter; /* a reference */
-    uint64_t slot;
-    uint64_t dst_node;
-} pending_ref_t;
-
-typedef struct run_entry {
-    uint64_t run_id;
-    pt_serverapp_t *serverapp;
-    pt_run_observer_t *observer;
-} run_entry_t;
-
-struct pt_superlink {
-    pt_runtime_t *rt;
-    pt_actor_t *actor;
-    pt_linkstate_t *ls;
-    pt_listener_t *listener;
-    pt_superlink_opts_t opts;
-    char fleet_address[256];
-    link_conn_t *conns;
-    link_conn_t **node_conn; /* node id - 1 -> its connection (NULL when offline) */
-    uint64_t node_conn_cap;
-    pt_u64map_t pending; /* message id -> pending_ref_t* */
-    pt_u64map_t runs;    /* run id -> run_entry_t* */
-    uint64_t running_runs;
-    pt_timer_t *ttl_timer;
-};
+#define MISSED_HEARTBEATS 3 /* a keyed node silent this many intervals is offline */
 
 static atomic_uint_fast64_t last_message_id;
 
@@ -83,15 +45,48 @@ pt_superlink_actor(pt_superlink_t *sl)
     return sl->actor;
 }
 
-/* ---- Frames ---------------------------------------------------------------------------------- */
+int
+pt_superlink_addresses(pt_superlink_t *sl, char *fleet, size_t fleet_cap, char *control,
+                       size_t control_cap)
+{
+    int rc = pt_listener_addr(sl->listener, fleet, fleet_cap);
+    if (rc == 0 && control != NULL) {
+        if (sl->control_listener != NULL) {
+            rc = pt_listener_addr(sl->control_listener, control, control_cap);
+        } else if (control_cap > 0) {
+            control[0] = '\0';
+        }
+    }
+    return rc;
+}
 
-static void
-conn_send(link_conn_t *lc, pt_frame_t *f)
+void
+pt_sl_conn_send(link_conn_t *lc, pt_frame_t *f)
 {
     pt_outbox_send(&lc->outbox, lc->conn, f);
 }
 
-/* ---- Replies ------------------------------------------------------------------------------- */
+void
+pt_sl_send_error(link_conn_t *lc, int code, const char *reason)
+{
+    petal_configrecord_t *p;
+    pt_frame_t *f = lc->control ? pt_params_frame(PT_CONTROL_ERROR, "control.error", &p)
+                                : pt_params_frame(PT_FLEET_ERROR, "fleet.error", &p);
+    if (f == NULL) {
+        return;
+    }
+    pt_params_set_i64(p, "code", code);
+    pt_params_set_str(p, "reason", reason);
+    pt_sl_conn_send(lc, f);
+}
+
+static double
+grace_seconds(const pt_superlink_t *sl)
+{
+    return MISSED_HEARTBEATS * sl->opts.heartbeat_interval;
+}
+
+/* ---- Replies --------------------------------------------------------------------------------- */
 
 /* Delivers an error reply for an instruction that cannot be answered by its node. */
 static void
@@ -121,6 +116,18 @@ pending_drop(pt_superlink_t *sl, uint64_t message_id, int code, const char *reas
 }
 
 static void
+send_ack(link_conn_t *lc, uint64_t instruction_id)
+{
+    petal_configrecord_t *p;
+    pt_frame_t *f = pt_params_frame(PT_FLEET_ACK, "fleet.ack", &p);
+    if (f == NULL) {
+        return;
+    }
+    pt_params_set_i64(p, "message-id", (int64_t)instruction_id);
+    pt_sl_conn_send(lc, f);
+}
+
+static void
 on_reply(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
 {
     if (f->msg == NULL) {
@@ -128,32 +135,35 @@ on_reply(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
         return;
     }
     petal_metadata_t *md = pt_message_md(f->msg);
+    uint64_t to = md->reply_to_message_id;
     if (md->src_node_id < lc->first_node || md->src_node_id >= lc->first_node + lc->count) {
         PT_WARN("reply from %s claims node %llu, which is not one of its nodes; ignored",
                 pt_conn_peer(lc->conn), (unsigned long long)md->src_node_id);
         return;
     }
-    pending_ref_t *ref = pt_u64map_del(&sl->pending, md->reply_to_message_id);
-    petal_message_t *instr = sl->ls->ops->msg_take(sl->ls, md->reply_to_message_id);
-    if (ref == NULL || instr == NULL || ref->dst_node != md->src_node_id) {
+    pending_ref_t *ref = pt_u64map_get(&sl->pending, to);
+    if (ref == NULL || ref->dst_node != md->src_node_id) {
+        /* Answered already (a reply sent again after a reconnect), expired, or not its own. */
         PT_DEBUG("reply to unknown or expired message %llu from node %llu; dropped",
-                 (unsigned long long)md->reply_to_message_id, (unsigned long long)md->src_node_id);
-        if (ref != NULL) { /* a node answering for another: put the reference back */
-            pt_u64map_put(&sl->pending, md->reply_to_message_id, ref);
-        }
-        if (instr != NULL) {
-            sl->ls->ops->msg_put(sl->ls, instr);
-            pt_message_release(instr);
+                 (unsigned long long)to, (unsigned long long)md->src_node_id);
+        if (lc->keyed && ref == NULL) {
+            send_ack(lc, to); /* so the node stops sending it */
         }
         return;
     }
-    sl->ls->ops->node_set_online(sl->ls, md->src_node_id, 1, pt_now_seconds());
-    md->run_id = pt_message_md(instr)->run_id;
-    pt_message_release(instr);
+    pt_u64map_del(&sl->pending, to);
+    petal_message_t *instr = sl->ls->ops->msg_take(sl->ls, to);
+    if (instr != NULL) {
+        md->run_id = pt_message_md(instr)->run_id;
+        pt_message_release(instr);
+    }
     pt_waiter_deliver(ref->waiter, ref->slot, f->msg);
     f->msg = NULL;
     pt_waiter_release(ref->waiter);
     free(ref);
+    if (lc->keyed) {
+        send_ack(lc, to);
+    }
 }
 
 /* ---- Fleet ---------------------------------------------------------------------------------- */
@@ -178,59 +188,103 @@ node_conn_reserve(pt_superlink_t *sl, uint64_t last_node)
     return 0;
 }
 
-static void
-send_fleet_error(link_conn_t *lc, int code, const char *reason)
+static link_conn_t *
+conn_of_node(pt_superlink_t *sl, uint64_t node_id)
 {
-    petal_configrecord_t *p;
-    pt_frame_t *f = pt_params_frame(PT_FLEET_ERROR, "fleet.error", &p);
+    return node_id >= 1 && node_id <= sl->node_conn_cap ? sl->node_conn[node_id - 1] : NULL;
+}
+
+static void
+redeliver_cb(void *ctx, petal_message_t *m)
+{
+    link_conn_t *lc = ctx;
+    pt_frame_t *f = pt_frame_alloc(PT_FLEET_INSTRUCTION, pt_message_hold(m));
     if (f == NULL) {
+        pt_message_release(m);
         return;
     }
-    pt_params_set_i64(p, "code", code);
-    pt_params_set_str(p, "reason", reason);
-    conn_send(lc, f);
+    pt_sl_conn_send(lc, f);
+}
+
+static void
+welcome(pt_superlink_t *sl, link_conn_t *lc)
+{
+    petal_configrecord_t *p;
+    pt_frame_t *w = pt_params_frame(PT_FLEET_WELCOME, "fleet.welcome", &p);
+    if (w == NULL) {
+        return;
+    }
+    pt_params_set_i64(p, "node-id", (int64_t)lc->first_node);
+    pt_params_set_i64(p, "count", (int64_t)lc->count);
+    pt_params_set_f64(p, "heartbeat-interval", sl->opts.heartbeat_interval);
+    pt_sl_conn_send(lc, w);
 }
 
 static void
 on_hello(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
 {
+    const petal_configrecord_t *params = pt_frame_params(f);
+    const char *key = NULL;
     int64_t count = 1;
-    int prc = pt_params_i64(pt_frame_params(f), "virtual-nodes", &count);
+    int prc = pt_params_i64(params, "virtual-nodes", &count);
     if ((prc != 0 && prc != PETAL_ENOENT) || count < 1 || count > (int64_t)UINT32_MAX) {
-        send_fleet_error(lc, PETAL_EINVAL, "hello: virtual-nodes must be an integer >= 1");
+        pt_sl_send_error(lc, PETAL_EINVAL, "hello: virtual-nodes must be an integer >= 1");
         return;
     }
     if (lc->count != 0) {
-        send_fleet_error(lc, PETAL_ESTATE, "hello: this connection is registered already");
+        pt_sl_send_error(lc, PETAL_ESTATE, "hello: this connection is registered already");
         return;
     }
-    uint64_t first;
     double now = pt_now_seconds();
-    int rc = sl->ls->ops->nodes_create(sl->ls, (uint64_t)count, now, &first);
+    uint64_t first;
+    int rc;
+    if (pt_params_str(params, "node-key", &key) == 0) {
+        int is_new = 0;
+        size_t len = strlen(key);
+        if (len == 0 || len > PT_NODE_KEY_MAX * 2) {
+            pt_sl_send_error(lc, PETAL_EINVAL, "hello: node-key must be 1 to 128 characters");
+            return;
+        }
+        rc = sl->ls->ops->node_register(sl->ls, (const uint8_t *)key,
+                                        len > PT_NODE_KEY_MAX ? PT_NODE_KEY_MAX : len, now, &first,
+                                        &is_new);
+        count = 1;
+        lc->keyed = 1;
+    } else {
+        rc = sl->ls->ops->nodes_create(sl->ls, (uint64_t)count, now, &first);
+    }
     if (rc == 0) {
         rc = node_conn_reserve(sl, first + (uint64_t)count - 1);
     }
     if (rc != 0) {
-        send_fleet_error(lc, rc, "hello: cannot register nodes");
+        pt_sl_send_error(lc, rc, "hello: cannot register the node(s)");
         return;
+    }
+    if (lc->keyed) {
+        link_conn_t *old = sl->node_conn[first - 1];
+        if (old != NULL && old != lc) {
+            /* The node came back on a new connection: the old one is dead or half-open. */
+            PT_INFO("node %llu reconnected from %s; closing its old connection %s",
+                    (unsigned long long)first, pt_conn_peer(lc->conn), pt_conn_peer(old->conn));
+            old->count = 0; /* its node is not offline: it lives on here */
+            pt_conn_close(old->conn);
+        }
     }
     lc->first_node = first;
     lc->count = (uint64_t)count;
     for (uint64_t i = 0; i < lc->count; i++) {
         sl->node_conn[first - 1 + i] = lc;
     }
-    petal_configrecord_t *p;
-    pt_frame_t *w = pt_params_frame(PT_FLEET_WELCOME, "fleet.welcome", &p);
-    if (w == NULL) {
-        return;
+    welcome(sl, lc);
+    if (lc->keyed) {
+        int64_t n = sl->ls->ops->msg_for_node(sl->ls, first, redeliver_cb, lc);
+        PT_INFO("node %llu registered from %s%s", (unsigned long long)first, pt_conn_peer(lc->conn),
+                n > 0 ? " (pending instructions sent again)" : "");
+    } else {
+        PT_INFO("registered %lld node(s) from %s (node ids %llu..%llu)", (long long)count,
+                pt_conn_peer(lc->conn), (unsigned long long)first,
+                (unsigned long long)(first + (uint64_t)count - 1));
     }
-    pt_params_set_i64(p, "node-id", (int64_t)first);
-    pt_params_set_i64(p, "count", count);
-    pt_params_set_f64(p, "heartbeat-interval", sl->opts.heartbeat_interval);
-    conn_send(lc, w);
-    PT_INFO("registered %lld node(s) from %s (node ids %llu..%llu)", (long long)count,
-            pt_conn_peer(lc->conn), (unsigned long long)first,
-            (unsigned long long)(first + (uint64_t)count - 1));
 }
 
 static void
@@ -241,7 +295,7 @@ on_get_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     pt_run_rec_t run;
     if (pt_params_i64(pt_frame_params(f), "run-id", &run_id) != 0 ||
         sl->ls->ops->run_get(sl->ls, (uint64_t)run_id, &run) != 0) {
-        send_fleet_error(lc, PETAL_ENOENT, "get-run: unknown run id");
+        pt_sl_send_error(lc, PETAL_ENOENT, "get-run: unknown run id");
         return;
     }
     petal_configrecord_t *p;
@@ -250,7 +304,8 @@ on_get_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
         return;
     }
     pt_params_set_i64(p, "run-id", run_id);
-    pt_params_set_str(p, "app-dir", run.app_dir);
+    pt_params_set_str(p, "app-dir", run.bundle_hash && run.bundle_hash[0] ? "" : run.app_dir);
+    pt_params_set_str(p, "bundle-hash", run.bundle_hash ? run.bundle_hash : "");
     petal_configrecord_t *cfg =
         petal_recorddict_add_config(pt_message_content_mut(r->msg), PT_RUN_CONFIG);
     if (cfg == NULL) {
@@ -263,23 +318,53 @@ on_get_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
             petal_configrecord_set(cfg, name, &v);
         }
     }
-    conn_send(lc, r);
+    pt_sl_conn_send(lc, r);
 }
 
 static void
-nodes_offline(pt_superlink_t *sl, link_conn_t *lc)
+on_get_bundle(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
+{
+    const char *hash = NULL;
+    pt_buf_t *bytes = NULL;
+    if (pt_params_str(pt_frame_params(f), "bundle-hash", &hash) != 0 ||
+        sl->ls->ops->bundle_get(sl->ls, hash, &bytes) != 0) {
+        pt_sl_send_error(lc, PETAL_ENOENT, "get-bundle: unknown bundle");
+        return;
+    }
+    petal_configrecord_t *p;
+    pt_frame_t *r = pt_params_frame(PT_FLEET_BUNDLE, "fleet.bundle", &p);
+    petal_arrayrecord_t *ar =
+        r ? petal_recorddict_add_arrays(pt_message_content_mut(r->msg), PT_BUNDLE_RECORD) : NULL;
+    uint64_t shape[1] = {pt_buf_len(bytes)};
+    if (ar == NULL || pt_params_set_str(p, "bundle-hash", hash) != 0 ||
+        pt_arrayrecord_add_view(ar, "bytes", PETAL_DTYPE_UINT8, 1, shape, bytes, 0) == NULL) {
+        if (r != NULL) {
+            pt_msg_free(&r->hdr);
+        }
+        pt_buf_release(bytes);
+        pt_sl_send_error(lc, PETAL_ENOMEM, "get-bundle: out of memory");
+        return;
+    }
+    pt_buf_release(bytes); /* the array holds its own reference */
+    pt_sl_conn_send(lc, r);
+}
+
+static void
+nodes_gone(pt_superlink_t *sl, link_conn_t *lc)
 {
     double now = pt_now_seconds();
     for (uint64_t i = 0; i < lc->count; i++) {
         sl->ls->ops->node_set_online(sl->ls, lc->first_node + i, 0, now);
         sl->node_conn[lc->first_node - 1 + i] = NULL;
     }
-    /* Instructions still out on these nodes will never be answered. */
-    uint64_t *ids = NULL;
+    if (lc->keyed) {
+        return; /* its instructions wait for a reconnect, up to the grace period */
+    }
+    /* Virtual nodes never come back: their instructions will not be answered. */
+    uint64_t *ids = malloc((sl->pending.count + 1) * sizeof(*ids));
     size_t n = 0;
     uint64_t key;
     void *val;
-    ids = malloc((sl->pending.count + 1) * sizeof(*ids));
     for (size_t it = 0; ids != NULL && pt_u64map_next(&sl->pending, &it, &key, &val);) {
         pending_ref_t *ref = val;
         if (ref->dst_node >= lc->first_node && ref->dst_node < lc->first_node + lc->count) {
@@ -293,21 +378,11 @@ nodes_offline(pt_superlink_t *sl, link_conn_t *lc)
 }
 
 static void
-on_frame(pt_superlink_t *sl, pt_frame_t *f)
+on_fleet_frame(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
 {
-    link_conn_t *lc = pt_conn_data(f->conn);
-    if (lc == NULL) {
-        return;
-    }
-    if (f->version != PT_PROTOCOL_VERSION) {
-        PT_WARN("frame of protocol version %u from %s refused (this SuperLink speaks %u)",
-                f->version, pt_conn_peer(lc->conn), PT_PROTOCOL_VERSION);
-        send_fleet_error(lc, PETAL_EVERSION, "unsupported protocol version");
-        pt_conn_close(lc->conn);
-        return;
-    }
     if (lc->count == 0 && f->kind != PT_FLEET_HELLO) {
         PT_WARN("frame kind 0x%04x from %s before hello; closing", f->kind, pt_conn_peer(lc->conn));
+        pt_sl_send_error(lc, PETAL_EPROTO, "say hello first");
         pt_conn_close(lc->conn);
         return;
     }
@@ -321,22 +396,46 @@ on_frame(pt_superlink_t *sl, pt_frame_t *f)
     case PT_FLEET_GET_RUN:
         on_get_run(sl, lc, f);
         break;
-    case PT_FLEET_HEARTBEAT: {
-        double now = pt_now_seconds();
+    case PT_FLEET_GET_BUNDLE:
+        on_get_bundle(sl, lc, f);
+        break;
+    case PT_FLEET_HEARTBEAT:
         for (uint64_t i = 0; i < lc->count; i++) {
-            sl->ls->ops->node_set_online(sl->ls, lc->first_node + i, 1, now);
+            sl->ls->ops->node_set_online(sl->ls, lc->first_node + i, 1, lc->last_seen);
         }
         break;
-    }
     case PT_FLEET_GOODBYE:
-        PT_INFO("%s said goodbye", pt_conn_peer(lc->conn));
+        PT_INFO("node(s) on %s said goodbye", pt_conn_peer(lc->conn));
         pt_conn_close(lc->conn);
         break;
     default:
-        PT_WARN("unknown frame kind 0x%04x from %s; closing", f->kind, pt_conn_peer(lc->conn));
-        send_fleet_error(lc, PETAL_EPROTO, "unknown frame kind");
+        PT_WARN("unknown fleet frame kind 0x%04x from %s; closing", f->kind,
+                pt_conn_peer(lc->conn));
+        pt_sl_send_error(lc, PETAL_EPROTO, "unknown frame kind");
         pt_conn_close(lc->conn);
         break;
+    }
+}
+
+static void
+on_frame(pt_superlink_t *sl, pt_frame_t *f)
+{
+    link_conn_t *lc = pt_conn_data(f->conn);
+    if (lc == NULL) {
+        return;
+    }
+    lc->last_seen = pt_now_seconds();
+    if (f->version != PT_PROTOCOL_VERSION) {
+        PT_WARN("frame of protocol version %u from %s refused (this SuperLink speaks %u)",
+                f->version, pt_conn_peer(lc->conn), PT_PROTOCOL_VERSION);
+        pt_sl_send_error(lc, PETAL_EVERSION, "unsupported protocol version");
+        pt_conn_close(lc->conn);
+        return;
+    }
+    if (lc->control) {
+        pt_sl_control_frame(sl, lc, f);
+    } else {
+        on_fleet_frame(sl, lc, f);
     }
 }
 
@@ -349,10 +448,13 @@ on_conn_up(pt_superlink_t *sl, pt_conn_event_t *ev)
         return;
     }
     lc->conn = ev->conn;
+    lc->last_seen = pt_now_seconds();
+    /* Connections accepted on the control listener are CLI sessions. */
+    lc->control = sl->control_listener != NULL && ev->listener == sl->control_listener;
     lc->next = sl->conns;
     sl->conns = lc;
     pt_conn_set_data(ev->conn, lc);
-    PT_DEBUG("connection from %s", pt_conn_peer(ev->conn));
+    PT_DEBUG("%s connection from %s", lc->control ? "control" : "fleet", pt_conn_peer(ev->conn));
 }
 
 static void
@@ -367,7 +469,10 @@ on_conn_down(pt_superlink_t *sl, pt_conn_event_t *ev)
         PT_INFO("%s disconnected (%s); %llu node(s) offline", pt_conn_peer(ev->conn),
                 ev->reason[0] ? ev->reason : petal_strerror(ev->status),
                 (unsigned long long)lc->count);
-        nodes_offline(sl, lc);
+        nodes_gone(sl, lc);
+    }
+    if (lc->control) {
+        pt_sl_control_conn_down(sl, lc);
     }
     pt_outbox_clear(&lc->outbox);
     for (link_conn_t **p = &sl->conns; *p != NULL; p = &(*p)->next) {
@@ -377,6 +482,38 @@ on_conn_down(pt_superlink_t *sl, pt_conn_event_t *ev)
         }
     }
     free(lc);
+}
+
+/* Keyed nodes silent for the grace period are offline; their instructions fail. */
+static void
+check_liveness(pt_superlink_t *sl)
+{
+    double now = pt_now_seconds(), grace = grace_seconds(sl);
+    for (link_conn_t *lc = sl->conns; lc != NULL; lc = lc->next) {
+        if (lc->keyed && lc->count > 0 && now - lc->last_seen > grace) {
+            PT_WARN("node %llu missed %d heartbeats; closing its connection",
+                    (unsigned long long)lc->first_node, MISSED_HEARTBEATS);
+            pt_conn_close(lc->conn);
+        }
+    }
+    uint64_t *ids = malloc((sl->pending.count + 1) * sizeof(*ids));
+    size_t n = 0;
+    uint64_t key;
+    void *val;
+    for (size_t it = 0; ids != NULL && pt_u64map_next(&sl->pending, &it, &key, &val);) {
+        pending_ref_t *ref = val;
+        pt_node_rec_t node;
+        if (conn_of_node(sl, ref->dst_node) == NULL &&
+            (sl->ls->ops->node_get(sl->ls, ref->dst_node, &node) != 0 ||
+             now - node.last_seen > grace)) {
+            ids[n++] = key;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        pending_drop(sl, ids[i], PETAL_E_NODE_UNAVAILABLE,
+                     "the node went offline and did not come back");
+    }
+    free(ids);
 }
 
 /* ---- Grid side ------------------------------------------------------------------------------- */
@@ -399,9 +536,6 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
         }
         pt_waiter_set_id(p->waiter, i, md->message_id);
         pending_ref_t *ref = calloc(1, sizeof(*ref));
-        link_conn_t *lc = md->dst_node_id >= 1 && md->dst_node_id <= sl->node_conn_cap
-                              ? sl->node_conn[md->dst_node_id - 1]
-                              : NULL;
         if (ref == NULL) {
             petal_message_t *err =
                 pt_message_alloc_error_reply(m, PETAL_E_UNKNOWN, "SuperLink out of memory");
@@ -415,7 +549,12 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
         pt_waiter_hold(p->waiter);
         ref->slot = i;
         ref->dst_node = md->dst_node_id;
-        if (lc == NULL) {
+        link_conn_t *lc = conn_of_node(sl, md->dst_node_id);
+        pt_node_rec_t node;
+        int reachable = lc != NULL || (sl->ls->ops->node_get(sl->ls, md->dst_node_id, &node) == 0 &&
+                                       now - node.last_seen <= grace_seconds(sl) &&
+                                       md->dst_node_id <= sl->node_conn_cap);
+        if (!reachable) {
             deliver_error(ref, m, PETAL_E_NODE_UNAVAILABLE,
                           "the destination node is unknown or offline");
             pt_waiter_release(ref->waiter);
@@ -424,7 +563,7 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
             continue;
         }
         if (sl->ls->ops->msg_put(sl->ls, m) != 0) {
-            deliver_error(ref, m, PETAL_E_UNKNOWN, "SuperLink out of memory");
+            deliver_error(ref, m, PETAL_E_UNKNOWN, "SuperLink cannot store the instruction");
             pt_waiter_release(ref->waiter);
             free(ref);
             pt_message_release(m);
@@ -438,13 +577,17 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
             pt_message_release(m);
             continue;
         }
+        if (lc == NULL) {
+            pt_message_release(m); /* stored: sent when the node reconnects */
+            continue;
+        }
         pt_frame_t *f = pt_frame_alloc(PT_FLEET_INSTRUCTION, m);
         if (f == NULL) {
             pending_drop(sl, md->message_id, PETAL_E_UNKNOWN, "SuperLink out of memory");
             pt_message_release(m);
             continue;
         }
-        conn_send(lc, f); /* the frame owns our reference to m; LinkState holds another */
+        pt_sl_conn_send(lc, f); /* the frame owns our reference to m; LinkState holds another */
     }
 }
 
@@ -477,70 +620,22 @@ on_node_ids(pt_superlink_t *sl, pt_sl_node_ids_t *q)
     pthread_mutex_unlock(q->sync->mu);
 }
 
-/* ---- Runs --------------------------------------------------------------------------------------
- */
-
 static void
 on_start_run(pt_superlink_t *sl, pt_sl_start_run_t *s)
 {
+    char err[512];
     uint64_t run_id;
-    double now = pt_now_seconds();
-    int rc = sl->ls->ops->run_create(sl->ls, s->app_dir, s->config_holder, now, &run_id);
-    if (rc != 0) {
-        PT_ERROR("cannot create a run for %s: %s", s->app_dir, petal_strerror(rc));
-        return;
-    }
-    s->config_holder = NULL; /* LinkState owns it now */
-    pt_run_rec_t run;
-    sl->ls->ops->run_get(sl->ls, run_id, &run);
-    sl->ls->ops->run_set_status(sl->ls, run_id, PT_RUN_STARTING, PT_RUN_NONE, NULL, now);
-    run_entry_t *re = calloc(1, sizeof(*re));
-    if (re == NULL || pt_u64map_put(&sl->runs, run_id, re) != 0) {
-        free(re);
-        sl->ls->ops->run_set_status(sl->ls, run_id, PT_RUN_FINISHED, PT_RUN_FAILED, "out of memory",
-                                    now);
-        return;
-    }
-    re->run_id = run_id;
-    re->observer = s->observer;
-    rc = pt_serverapp_start(sl->rt, sl->actor, run_id, run.app_dir, run.run_config, s->observer,
-                            &re->serverapp);
-    if (rc != 0) {
-        pt_u64map_del(&sl->runs, run_id);
-        free(re);
-        sl->ls->ops->run_set_status(sl->ls, run_id, PT_RUN_FINISHED, PT_RUN_FAILED,
-                                    "cannot start the ServerApp", now);
-        PT_ERROR("run %llu: cannot start the ServerApp: %s", (unsigned long long)run_id,
-                 petal_strerror(rc));
+    petal_recorddict_t *holder = s->config_holder;
+    s->config_holder = NULL;
+    if (pt_sl_run_start(sl, s->app_dir, NULL, holder, s->observer, &run_id, err, sizeof(err)) !=
+        0) {
+        PT_ERROR("cannot start a run of %s: %s", s->app_dir, err);
+        if (s->observer != NULL && s->observer->on_done != NULL) {
+            s->observer->on_done(s->observer->ctx, 0, PT_RUN_FAILED, err);
+        }
         if (sl->opts.exit_when_idle && sl->running_runs == 0) {
             pt_runtime_shutdown(sl->rt);
         }
-        return;
-    }
-    sl->running_runs++;
-    sl->ls->ops->run_set_status(sl->ls, run_id, PT_RUN_RUNNING, PT_RUN_NONE, NULL, now);
-    PT_INFO("run %llu started (app %s)", (unsigned long long)run_id, run.app_dir);
-}
-
-static void
-on_run_done(pt_superlink_t *sl, pt_sl_run_done_t *d)
-{
-    run_entry_t *re = pt_u64map_del(&sl->runs, d->run_id);
-    if (re == NULL) {
-        return;
-    }
-    pt_serverapp_join(re->serverapp);
-    sl->ls->ops->run_set_status(sl->ls, d->run_id, PT_RUN_FINISHED, d->result, d->reason,
-                                pt_now_seconds());
-    if (re->observer != NULL && re->observer->on_done != NULL) {
-        re->observer->on_done(re->observer->ctx, d->run_id, d->result, d->reason);
-    }
-    free(re);
-    PT_INFO("run %llu %s%s%s", (unsigned long long)d->run_id,
-            pt_run_status_name(PT_RUN_FINISHED, d->result), d->reason[0] ? ": " : "", d->reason);
-    sl->running_runs--;
-    if (sl->opts.exit_when_idle && sl->running_runs == 0) {
-        pt_runtime_shutdown(sl->rt);
     }
 }
 
@@ -568,18 +663,18 @@ superlink_stop(pt_superlink_t *sl)
     if (sl->ttl_timer != NULL) {
         pt_timer_stop(sl->ttl_timer);
     }
-    if (sl->listener != NULL) {
-        const pt_tran_ops_t *ops = ((struct pt_listener_base *)sl->listener)->ops;
-        ops->listener_close(sl->listener);
+    if (sl->liveness_timer != NULL) {
+        pt_timer_stop(sl->liveness_timer);
     }
+    if (sl->listener != NULL) {
+        pt_listener_close(sl->listener);
+    }
+    if (sl->control_listener != NULL) {
+        pt_listener_close(sl->control_listener);
+    }
+    pt_sl_runs_free(sl);
     uint64_t key;
     void *val;
-    for (size_t it = 0; pt_u64map_next(&sl->runs, &it, &key, &val);) {
-        run_entry_t *re = val;
-        pt_serverapp_join(re->serverapp); /* its main returned or will time out */
-        free(re);
-    }
-    pt_u64map_fini(&sl->runs);
     for (size_t it = 0; pt_u64map_next(&sl->pending, &it, &key, &val);) {
         pending_ref_t *ref = val;
         pt_waiter_release(ref->waiter);
@@ -593,6 +688,11 @@ superlink_stop(pt_superlink_t *sl)
         pt_conn_set_data(lc->conn, NULL);
         pt_conn_close(lc->conn);
         free(lc);
+    }
+    while (sl->followers != NULL) {
+        log_follower_t *f = sl->followers;
+        sl->followers = f->next;
+        free(f);
     }
     sl->ls->ops->free(sl->ls);
     free(sl->node_conn);
@@ -621,8 +721,12 @@ superlink_handle(pt_actor_t *self, pt_msg_t *m)
         break;
     }
     case PT_MSG_TIMER:
-        if (sl->ls->ops->msg_pending(sl->ls) > 0) {
-            sl->ls->ops->msg_expire(sl->ls, pt_now_seconds(), expired_cb, sl);
+        if (((pt_timer_msg_t *)m)->tag == PT_SL_TTL_SWEEP) {
+            if (sl->ls->ops->msg_pending(sl->ls) > 0) {
+                sl->ls->ops->msg_expire(sl->ls, pt_now_seconds(), expired_cb, sl);
+            }
+        } else {
+            check_liveness(sl);
         }
         break;
     case PT_SL_START_RUN: {
@@ -649,8 +753,13 @@ superlink_handle(pt_actor_t *self, pt_msg_t *m)
         break;
     }
     case PT_SL_RUN_DONE:
-        on_run_done(sl, (pt_sl_run_done_t *)m);
+        pt_sl_run_done(sl, (pt_sl_run_done_t *)m);
         break;
+    case PT_SL_LOG: {
+        pt_sl_log_t *l = (pt_sl_log_t *)m;
+        pt_sl_run_log(sl, l->run_id, "%s", l->line);
+        break;
+    }
     case PT_MSG_STOP:
         pt_msg_free(m);
         superlink_stop(sl);
@@ -668,9 +777,11 @@ pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linksta
 {
     pt_superlink_t *sl = calloc(1, sizeof(*sl));
     if (sl == NULL) {
+        ls->ops->free(ls);
         return PETAL_ENOMEM;
     }
     sl->rt = rt;
+    sl->ls = ls;
     sl->opts = *opts;
     if (sl->opts.heartbeat_interval <= 0) {
         sl->opts.heartbeat_interval = 30;
@@ -678,24 +789,45 @@ pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linksta
     snprintf(sl->fleet_address, sizeof(sl->fleet_address), "%s",
              opts->fleet_address ? opts->fleet_address : "inproc://fleet");
     sl->opts.fleet_address = sl->fleet_address;
+    snprintf(sl->control_address, sizeof(sl->control_address), "%s",
+             opts->control_address ? opts->control_address : "");
+    sl->opts.control_address = opts->control_address ? sl->control_address : NULL;
+    if (opts->cache_dir != NULL) {
+        snprintf(sl->cache_dir, sizeof(sl->cache_dir), "%s", opts->cache_dir);
+    } else {
+        const char *base = getenv("XDG_CACHE_HOME");
+        snprintf(sl->cache_dir, sizeof(sl->cache_dir), "%s%s/petal/superlink-bundles",
+                 base ? base : (getenv("HOME") ? getenv("HOME") : "/tmp"), base ? "" : "/.cache");
+    }
+    sl->opts.cache_dir = sl->cache_dir;
     pt_u64map_init(&sl->pending);
     pt_u64map_init(&sl->runs);
     int rc = pt_actor_spawn(rt, "superlink", superlink_handle, sl, &sl->actor);
     if (rc != 0) {
+        ls->ops->free(ls);
         free(sl);
         return rc;
     }
     rc = pt_listen(rt, sl->fleet_address, sl->actor, &sl->listener);
     if (rc != 0) {
         PT_ERROR("cannot listen on %s: %s", sl->fleet_address, petal_strerror(rc));
-        sl->ls = ls;
         pt_actor_stop(sl->actor); /* frees sl and ls */
         return rc;
     }
-    sl->ls = ls;
-    rc = pt_timer_start(sl->actor, 1000, 1000, PT_SL_TTL_SWEEP, &sl->ttl_timer);
-    if (rc != 0) {
+    if (sl->opts.control_address != NULL) {
+        rc = pt_listen(rt, sl->control_address, sl->actor, &sl->control_listener);
+        if (rc != 0) {
+            PT_ERROR("cannot listen on %s: %s", sl->control_address, petal_strerror(rc));
+            pt_actor_stop(sl->actor);
+            return rc;
+        }
+    }
+    if (pt_timer_start(sl->actor, 1000, 1000, PT_SL_TTL_SWEEP, &sl->ttl_timer) != 0) {
         sl->ttl_timer = NULL;
+    }
+    uint64_t ms = (uint64_t)(sl->opts.heartbeat_interval * 1000.0);
+    if (pt_timer_start(sl->actor, ms, ms, 0, &sl->liveness_timer) != 0) {
+        sl->liveness_timer = NULL;
     }
     *out = sl;
     return 0;

@@ -13,9 +13,11 @@
 typedef struct pt_superlink pt_superlink_t;
 
 typedef struct pt_superlink_opts {
-    const char *fleet_address; /* "inproc://fleet", later "tcp://0.0.0.0:9092" */
-    double heartbeat_interval; /* seconds; 0 = 30 */
-    int exit_when_idle;        /* petal sim: shut the runtime down when the last run finished */
+    const char *fleet_address;   /* "inproc://fleet", "tcp://0.0.0.0:9092" */
+    const char *control_address; /* "tcp://127.0.0.1:9093"; NULL: no Control API (petal sim) */
+    const char *cache_dir;       /* where submitted bundles are unpacked; NULL: default */
+    double heartbeat_interval;   /* seconds; 0 = 30. A node missing 3 is offline. */
+    int exit_when_idle;          /* petal sim: shut the runtime down when the last run finished */
 } pt_superlink_opts_t;
 
 /* Spawns the actor and starts listening (loop thread, before or while the runtime runs). Takes
@@ -23,6 +25,9 @@ typedef struct pt_superlink_opts {
 int pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linkstate_t *ls,
                        pt_superlink_t **out);
 pt_actor_t *pt_superlink_actor(pt_superlink_t *sl);
+/* The bound fleet and control addresses (with real ports after binding port 0). */
+int pt_superlink_addresses(pt_superlink_t *sl, char *fleet, size_t fleet_cap, char *control,
+                           size_t control_cap);
 /* A new message id, unique in this process; any thread. */
 uint64_t pt_superlink_new_message_id(void);
 

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include <petal/petal.h>
 
 #include "conformance.h"
@@ -17,6 +19,8 @@ typedef struct owner_state {
     pt_listener_t *l;
     pt_conn_t *conn;
     int cli_downs;
+    int guard_fired;
+    int redial_result;
     int send_result;
 } owner_state_t;
 
@@ -52,30 +56,37 @@ owner_srv(pt_actor_t *self, pt_msg_t *m)
     pt_msg_free(m);
 }
 
-/* The client dials; once connected it waits a turn (so the server has stopped), then sends. */
+/* The client dials, starts a guard timer, and waits: the server's stop must bring DOWN. */
 static void
 owner_cli(pt_actor_t *self, pt_msg_t *m)
 {
+    pt_conn_event_t *ev = (pt_conn_event_t *)m;
+    pt_timer_t *guard;
     pt_frame_t *f;
+    pt_conn_t *c;
 
     switch (m->type) {
     case MSG_GO:
-        if (os.conn == NULL) {
-            ck_assert_int_eq(pt_dial(os.rt, "inproc://owner-stops", self, &os.conn), 0);
-            break;
-        }
-        f = pt_frame_alloc(1, NULL);
-        ck_assert_ptr_nonnull(f);
-        os.send_result = pt_conn_send(os.conn, f);
-        if (os.send_result != 0) {
-            pt_msg_free(&f->hdr); /* refused: still ours */
-        }
-        break;
-    case PT_MSG_CONN_UP:
-        send_go(self);
+        ck_assert_int_eq(pt_timer_start(self, 60000, 0, 0, &guard), 0);
+        ck_assert_int_eq(pt_dial(os.rt, "inproc://owner-stops", self, &os.conn), 0);
         break;
     case PT_MSG_CONN_DOWN:
         os.cli_downs++;
+        ck_assert_ptr_eq(ev->conn, os.conn);
+        ck_assert_int_eq(ev->status, PETAL_ECLOSED);
+        ck_assert_str_eq(ev->reason, "peer actor stopped");
+        f = pt_frame_alloc(1, NULL);
+        ck_assert_ptr_nonnull(f);
+        os.send_result = pt_conn_send(ev->conn, f);
+        if (os.send_result != 0) {
+            pt_msg_free(&f->hdr); /* refused: still ours */
+        }
+        /* The listener went with its owner. */
+        os.redial_result = pt_dial(os.rt, "inproc://owner-stops", self, &c);
+        pt_runtime_shutdown(os.rt);
+        break;
+    case PT_MSG_TIMER:
+        os.guard_fired = 1;
         pt_runtime_shutdown(os.rt);
         break;
     default:
@@ -84,8 +95,8 @@ owner_cli(pt_actor_t *self, pt_msg_t *m)
     pt_msg_free(m);
 }
 
-/* Frames to a connection whose owner stopped fail with PETAL_ECLOSED and bring DOWN; the
- * listener and both ends are released although nobody closed them (checked under ASan). */
+/* An actor that stops without closing its listener or its connection: the peer gets DOWN,
+ * sends fail with PETAL_ECLOSED, and everything is released (checked under ASan). */
 START_TEST(test_owner_stops_without_closing)
 {
     pt_runtime_opts_t o = {.workers = 1};
@@ -96,9 +107,11 @@ START_TEST(test_owner_stops_without_closing)
     ck_assert_int_eq(pt_actor_spawn(os.rt, "cli", owner_cli, NULL, &os.cli), 0);
     send_go(os.srv);
     ck_assert_int_eq(pt_runtime_run(os.rt), 0);
+    ck_assert(!os.guard_fired);
     ck_assert_int_eq(pt_runtime_free(os.rt), 0);
-    ck_assert_int_eq(os.send_result, PETAL_ECLOSED);
     ck_assert_int_eq(os.cli_downs, 1);
+    ck_assert_int_eq(os.send_result, PETAL_ECLOSED);
+    ck_assert_int_eq(os.redial_result, UV_ECONNREFUSED);
 }
 END_TEST
 

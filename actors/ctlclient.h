@@ -1,0 +1,23 @@
+/* ctlclient.h - a blocking request/response client for the Control API (the CLI's side). */
+#ifndef PT_CTLCLIENT_H
+#define PT_CTLCLIENT_H
+
+#include <stddef.h>
+
+#include "transport/transport.h"
+
+/*
+ * Runs a private runtime on the calling thread: connects to `address`, sends `request` (taken
+ * in every case) and hands each frame that comes back to on_frame until it returns non-zero,
+ * the connection ends, or `timeout` seconds pass (0 = no limit). A CONTROL_ERROR frame ends
+ * the exchange with its reason in err. Returns 0, or a negative error with err set.
+ */
+typedef int (*pt_ctl_frame_fn)(void *ctx, pt_frame_t *f);
+
+int pt_ctl_exchange(const char *address, pt_frame_t *request, pt_ctl_frame_fn on_frame, void *ctx,
+                    double timeout, char *err, size_t err_cap);
+
+/* "HOST:PORT" or "tcp://HOST:PORT" as a transport address in buf. */
+int pt_ctl_address(const char *hostport, char *buf, size_t cap);
+
+#endif

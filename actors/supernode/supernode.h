@@ -1,0 +1,42 @@
+/* supernode.h - the SuperNode actor: a data owner's agent that runs ClientApps for the SuperLink.
+ */
+#ifndef PT_SUPERNODE_H
+#define PT_SUPERNODE_H
+
+#include <stdint.h>
+
+#include <petal/petal.h>
+
+#include "runtime/actor.h"
+
+/*
+ * Connects out to the SuperLink (Fleet protocol), registers with its node key and node config,
+ * receives instructions pushed to it, fetches the run and its app bundle when it does not have
+ * them (verified by hash, cached on disk), runs the ClientApp and pushes the reply back. Replies
+ * stay queued until the SuperLink acknowledges them, so none is lost across a reconnect; an
+ * instruction delivered twice is answered once. After a fault it reconnects with exponential
+ * backoff and jitter and keeps its node id (the key is the identity).
+ */
+typedef struct pt_supernode pt_supernode_t;
+
+enum pt_isolation { PT_ISOLATION_THREAD = 0, PT_ISOLATION_PROCESS = 1 };
+
+typedef struct pt_supernode_opts {
+    const char *superlink_address;           /* "tcp://HOST:PORT" */
+    const char *node_key;                    /* identity; NULL: a random one for this process */
+    const petal_configrecord_t *node_config; /* copied; may be NULL */
+    uint32_t max_retries;  /* reconnect attempts in a row before giving up; 0 = unlimited */
+    double max_wait_time;  /* seconds of trying to reconnect before giving up; 0 = unlimited */
+    const char *cache_dir; /* where bundles are unpacked; NULL: $XDG_CACHE_HOME/petal/bundles */
+    int isolation;         /* pt_isolation */
+    const char *self_exe;  /* this executable, for process isolation's children */
+} pt_supernode_opts_t;
+
+/* Spawns the actor and dials. The runtime shuts down when the node gives up (see the opts) or
+ * is stopped. Loop thread. */
+int pt_supernode_start(pt_runtime_t *rt, const pt_supernode_opts_t *opts, pt_supernode_t **out);
+/* Exit status for the daemon: 0 after a clean stop, 1 when it gave up reconnecting. */
+int pt_supernode_exit_status(const pt_supernode_t *sn);
+void pt_supernode_release(pt_supernode_t *sn);
+
+#endif

@@ -297,8 +297,7 @@ on_timer(uv_timer_t *h)
 }
 
 int
-pt_timer_start(pt_actor_t *owner, uint64_t ms, uint64_t repeat_ms, uint64_t tag,
-               pt_timer_t **out)
+pt_timer_start(pt_actor_t *owner, uint64_t ms, uint64_t repeat_ms, uint64_t tag, pt_timer_t **out)
 {
     pt_timer_t *t;
     int r;

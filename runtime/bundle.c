@@ -1,4 +1,4 @@
-/* bundle.c - app bundles: pack an app directory, parse and verify untrusted bundles, unpack, cache. */
+/* bundle.c - app bundles: pack an app directory, parse and verify untrusted bundles, unpack. */
 #include "runtime/bundle.h"
 
 #include <dirent.h>
@@ -323,8 +323,7 @@ be(const uint8_t *p, size_t n)
 static int
 wrong_type(rd_t *r, const char *expected, const char *what)
 {
-    return bad(r, r->pos, "expected %s for %s, got %s", expected, what,
-               type_name(r->p[r->pos]));
+    return bad(r, r->pos, "expected %s for %s, got %s", expected, what, type_name(r->p[r->pos]));
 }
 
 /* A header of `hdr` bytes whose last `hdr - 1` hold a big-endian length; *n gets the length. */
@@ -590,8 +589,7 @@ parse_files(rd_t *r, pt_bundle_t *b)
             return rc;
         }
         if (mode != 0644 && mode != 0755) {
-            return bad(r, at, "mode %llo is not allowed (0644 or 0755)",
-                       (unsigned long long)mode);
+            return bad(r, at, "mode %llo is not allowed (0644 or 0755)", (unsigned long long)mode);
         }
         f->mode = (uint32_t)mode;
         at = r->pos;
@@ -599,8 +597,7 @@ parse_files(rd_t *r, pt_bundle_t *b)
             return rc;
         }
         if (f->size > PT_BUNDLE_MAX_BYTES) {
-            return bad(r, at, "size %llu is over the 2 GiB limit",
-                       (unsigned long long)f->size);
+            return bad(r, at, "size %llu is over the 2 GiB limit", (unsigned long long)f->size);
         }
         at = r->pos;
         if ((rc = rd_str(r, SHA_HEX, &sha, &shalen, "sha256")) != 0) {
@@ -655,8 +652,9 @@ parse_manifest(rd_t *r, pt_bundle_t *b)
         return rc;
     }
     if (n != 5) {
-        return bad(r, at, "the manifest has %llu keys, expected 5 (name, version, client, "
-                          "server, files)",
+        return bad(r, at,
+                   "the manifest has %llu keys, expected 5 (name, version, client, "
+                   "server, files)",
                    (unsigned long long)n);
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -677,8 +675,9 @@ parse_manifest(rd_t *r, pt_bundle_t *b)
         }
         quote(q, sizeof(q), key, klen);
         if (k == 5) {
-            return bad(r, at, "unknown manifest key '%s' (version 1 knows name, version, "
-                              "client, server, files)",
+            return bad(r, at,
+                       "unknown manifest key '%s' (version 1 knows name, version, "
+                       "client, server, files)",
                        q);
         }
         if (seen & (1u << k)) {
@@ -748,8 +747,9 @@ parse_contents(rd_t *r, pt_bundle_t *b)
         }
         sha256_hex(data, len, hex);
         if (memcmp(hex, f->sha256_hex, SHA_HEX) != 0) {
-            return bad(r, at, "SHA-256 mismatch: the manifest says %.16s..., the content hashes "
-                              "to %.16s... (corrupted or tampered)",
+            return bad(r, at,
+                       "SHA-256 mismatch: the manifest says %.16s..., the content hashes "
+                       "to %.16s... (corrupted or tampered)",
                        f->sha256_hex, hex);
         }
         f->data = (const uint8_t *)data;
@@ -811,8 +811,7 @@ parse_signature(rd_t *r, pt_bundle_t *b)
         }
     }
     if (r->pos - start > PT_BUNDLE_MAX_SIGNATURE) {
-        return bad(r, start, "the signature is %zu bytes, at most 65536 allowed",
-                   r->pos - start);
+        return bad(r, start, "the signature is %zu bytes, at most 65536 allowed", r->pos - start);
     }
     b->signature = r->p + start;
     b->signature_len = r->pos - start;
@@ -841,8 +840,7 @@ parse_top(rd_t *r, pt_bundle_t *b)
         return rc;
     }
     if (n < 2) {
-        return bad(r, at, "not a Petal bundle (an array of %llu elements)",
-                   (unsigned long long)n);
+        return bad(r, at, "not a Petal bundle (an array of %llu elements)", (unsigned long long)n);
     }
     at = r->pos;
     if ((rc = rd_str(r, 64, &tag, &taglen, "the tag")) != 0) {
@@ -857,13 +855,13 @@ parse_top(rd_t *r, pt_bundle_t *b)
         return rc;
     }
     if (version != PT_BUNDLE_VERSION) {
-        return bad(r, at, "bundle format version %llu is not supported (this Petal reads "
-                          "version 1; upgrade the node or repack the app)",
+        return bad(r, at,
+                   "bundle format version %llu is not supported (this Petal reads "
+                   "version 1; upgrade the node or repack the app)",
                    (unsigned long long)version);
     }
     if (n != 5) {
-        return bad(r, 0, "a version 1 bundle has 5 elements, this one %llu",
-                   (unsigned long long)n);
+        return bad(r, 0, "a version 1 bundle has 5 elements, this one %llu", (unsigned long long)n);
     }
     if ((rc = parse_manifest(r, b)) != 0 || (rc = parse_contents(r, b)) != 0 ||
         (rc = parse_signature(r, b)) != 0) {
@@ -946,8 +944,7 @@ check_semantics(rd_t *r, pt_bundle_t *b)
     }
     if (field != NULL) {
         msgf(r->err, r->cap,
-             "bundle: the manifest and its " PT_MANIFEST_FILE " disagree on the app's %s",
-             field);
+             "bundle: the manifest and its " PT_MANIFEST_FILE " disagree on the app's %s", field);
         goto done;
     }
     rc = 0;
@@ -1009,8 +1006,7 @@ pt_bundle_parse(const void *data, size_t len, pt_bundle_t **out, char *err, size
 }
 
 int
-pt_bundle_verify(const void *data, size_t len, const char *expected_hash_hex, char *err,
-                 size_t cap)
+pt_bundle_verify(const void *data, size_t len, const char *expected_hash_hex, char *err, size_t cap)
 {
     pt_bundle_t *b = NULL;
     char hex[PT_BUNDLE_HASH_HEX];
@@ -1070,8 +1066,13 @@ typedef struct walk {
 } walk_t;
 
 static const char *const default_ignores[] = {
-    "CMakeFiles/", "CMakeCache.txt", "cmake_install.cmake", "CTestTestfile.cmake",
-    "Makefile",    "*.ninja",        "*.o",
+    "CMakeFiles/",
+    "CMakeCache.txt",
+    "cmake_install.cmake",
+    "CTestTestfile.cmake",
+    "Makefile",
+    "*.ninja",
+    "*.o",
 };
 
 __attribute__((format(printf, 3, 4))) static int
@@ -1261,8 +1262,9 @@ add_entry(walk_t *w, const char *rel, const struct stat *st)
 
     quote(q, sizeof(q), rel, strlen(rel));
     if (why != NULL) {
-        return wfail(w, PETAL_ECONFIG, "'%s' cannot go in a bundle: %s (list it in " PT_BUNDLE_IGNORE_FILE
-                                       " to leave it out)",
+        return wfail(w, PETAL_ECONFIG,
+                     "'%s' cannot go in a bundle: %s (list it in " PT_BUNDLE_IGNORE_FILE
+                     " to leave it out)",
                      q, why);
     }
     if (w->n >= PT_BUNDLE_MAX_FILES) {
@@ -1522,8 +1524,7 @@ pk_str(msgpack_packer *pk, const char *s)
 
 /* Encodes the walked files of manifest `m` into one buffer. */
 static int
-encode(walk_t *w, const pt_manifest_t *m, const char *client, const char *server,
-       pt_buf_t **out)
+encode(walk_t *w, const pt_manifest_t *m, const char *client, const char *server, pt_buf_t **out)
 {
     static const char zeros[SHA_HEX] = {0};
     msgpack_sbuffer sb;
@@ -1614,8 +1615,8 @@ fail:
 }
 
 int
-pt_bundle_pack(const char *app_dir, pt_buf_t **out, char hash_hex[PT_BUNDLE_HASH_HEX],
-               char *err, size_t cap)
+pt_bundle_pack(const char *app_dir, pt_buf_t **out, char hash_hex[PT_BUNDLE_HASH_HEX], char *err,
+               size_t cap)
 {
     pt_manifest_t *m = NULL;
     pt_buf_t *buf = NULL;
@@ -1682,10 +1683,13 @@ pt_bundle_pack(const char *app_dir, pt_buf_t **out, char hash_hex[PT_BUNDLE_HASH
         if (f != NULL && !found) {
             char q[SHOWN + 4];
             quote(q, sizeof(q), f, strlen(f));
-            rc = wfail(&w, PETAL_ECONFIG,
-                       "%s/%s is not a file (" PT_MANIFEST_FILE " names it as the %s%s)", app_dir,
-                       q, k == 0 ? "manifest" : k == 1 ? "client" : "server",
-                       k == 0 ? "" : "; build the plugin first?");
+            rc =
+                wfail(&w, PETAL_ECONFIG,
+                      "%s/%s is not a file (" PT_MANIFEST_FILE " names it as the %s%s)", app_dir, q,
+                      k == 0   ? "manifest"
+                      : k == 1 ? "client"
+                               : "server",
+                      k == 0 ? "" : "; build the plugin first?");
             goto done;
         }
     }
@@ -1941,8 +1945,7 @@ make_temp(const char *parent, const char *base, const char *kind)
  * is moved aside and removed; without, an existing non-empty dest is PETAL_EEXIST.
  */
 static int
-install(const pt_bundle_t *b, const char *hash, const char *dest, int cache, char *err,
-        size_t cap)
+install(const pt_bundle_t *b, const char *hash, const char *dest, int cache, char *err, size_t cap)
 {
     char eb[128];
     char *parent = NULL;
@@ -2114,8 +2117,9 @@ pt_bundle_cache_get(const char *cache_root, const char *hash_hex, const void *da
     msgf(err, errcap, "%s", "");
     if (cache_path(cache_root, hash_hex, path, sizeof(path)) != 0 || app_dir_out == NULL ||
         strlen(path) >= cap || (data == NULL && len > 0)) {
-        msgf(err, errcap, "bundle cache: invalid argument (a bundle hash is 64 lowercase hex "
-                          "digits)");
+        msgf(err, errcap,
+             "bundle cache: invalid argument (a bundle hash is 64 lowercase hex "
+             "digits)");
         return PETAL_EINVAL;
     }
     if (is_complete(path, hash_hex)) {

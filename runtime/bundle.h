@@ -1,4 +1,4 @@
-/* bundle.h - app bundles: an app directory packed into one hashed msgpack blob, and a node cache. */
+/* bundle.h - app bundles: an app directory packed into one hashed msgpack blob; a node cache. */
 #ifndef PT_BUNDLE_H
 #define PT_BUNDLE_H
 
@@ -47,10 +47,10 @@
 #define PT_BUNDLE_IGNORE_FILE ".petalignore"
 
 typedef struct pt_bundle_file {
-    char *path;            /* validated relative path, NUL-terminated */
-    uint32_t mode;         /* 0644 or 0755 */
+    char *path;    /* validated relative path, NUL-terminated */
+    uint32_t mode; /* 0644 or 0755 */
     uint64_t size;
-    const uint8_t *data;   /* `size` bytes inside the parsed input (not owned) */
+    const uint8_t *data; /* `size` bytes inside the parsed input (not owned) */
     char sha256_hex[PT_BUNDLE_HASH_HEX];
 } pt_bundle_file_t;
 
@@ -61,7 +61,7 @@ typedef struct pt_bundle {
     char *server; /* a path among files, or NULL (the default ServerApp) */
     pt_bundle_file_t *files;
     size_t nfiles;
-    uint64_t content_bytes; /* sum of file sizes */
+    uint64_t content_bytes;  /* sum of file sizes */
     const uint8_t *manifest; /* the manifest element inside the input (not owned) */
     size_t manifest_len;
     uint8_t manifest_digest[32];
@@ -124,8 +124,8 @@ int pt_bundle_unpack(const void *data, size_t len, const char *dest_dir, char *e
  * the same hash from threads or processes: they all end with the one complete directory.
  * app_dir_out receives cache_root/<hash>. PETAL_ENOENT when not cached and data is NULL.
  */
-int pt_bundle_cache_get(const char *cache_root, const char *hash_hex, const void *data,
-                        size_t len, char *app_dir_out, size_t cap, char *err, size_t errcap);
+int pt_bundle_cache_get(const char *cache_root, const char *hash_hex, const void *data, size_t len,
+                        char *app_dir_out, size_t cap, char *err, size_t errcap);
 
 /* 1 (and cache_root/<hash> in app_dir_out) when the bundle is cached and complete, 0 when it
  * is not, PETAL_EINVAL for a malformed hash or an app_dir_out too small. */

@@ -31,8 +31,10 @@ level_init(void)
         if (pt_log_parse_level(env, &level) == 0) {
             atomic_store(&log_level, level);
         } else {
-            fprintf(stderr, "petal: ignoring PETAL_LOG_LEVEL=\"%s\" (use error, warn, info or "
-                            "debug)\n", env);
+            fprintf(stderr,
+                    "petal: ignoring PETAL_LOG_LEVEL=\"%s\" (use error, warn, info or "
+                    "debug)\n",
+                    env);
         }
     }
 }

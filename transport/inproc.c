@@ -31,7 +31,7 @@
 #define SCHEME "inproc://"
 #define ADDR_MAX 128
 
-#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 typedef struct inproc_listener {
     struct pt_listener_base base;
@@ -48,7 +48,7 @@ typedef struct inproc_conn {
     int closed;               /* no more sends; DOWN queued (or refused by a stopping owner) */
     pt_actor_t *watched;      /* the owner that owner_watch is registered on */
     pt_actor_watch_t owner_watch;
-    pt_actor_watch_t drain;   /* on the peer's owner after EAGAIN */
+    pt_actor_watch_t drain; /* on the peer's owner after EAGAIN */
     pt_conn_event_t down;
 } inproc_conn_t;
 

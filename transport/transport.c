@@ -7,6 +7,8 @@
 /* Every transport, one line each. pt_tran_find matches "<scheme>://" at the address start. */
 static const pt_tran_ops_t *const transports[] = {
     &pt_inproc_ops,
+    &pt_tcp_ops,
+    &pt_ipc_ops,
 };
 
 const pt_tran_ops_t *

@@ -105,5 +105,6 @@ struct pt_listener_base {
 };
 
 extern const pt_tran_ops_t pt_inproc_ops;
+extern const pt_tran_ops_t pt_tcp_ops, pt_ipc_ops; /* tcp.c, ipc.c; framing in stream.h */
 
 #endif

@@ -85,7 +85,13 @@ pt_sample_nodes(const uint64_t *ids, uint64_t n, uint64_t k, uint64_t seed, uint
         return PETAL_ENOMEM;
     }
     memcpy(pool, ids, n * sizeof(*pool));
-    qsort(pool, n, sizeof(*pool), cmp_u64);
+    /* The SuperLink lists node ids ascending already; sort only when they are not. */
+    for (uint64_t i = 1; i < n; i++) {
+        if (pool[i - 1] > pool[i]) {
+            qsort(pool, n, sizeof(*pool), cmp_u64);
+            break;
+        }
+    }
     state = seed + GOLDEN_GAMMA * (2 * (uint64_t)round + phase + 1);
     for (uint64_t i = 0; i < k; i++) {
         uint64_t j = i + draw_below(&state, n - i);

@@ -16,6 +16,16 @@
 
 static atomic_uint_fast64_t last_message_id;
 
+/* Ids start at the current time in microseconds, so a SuperLink restarted on its database never
+ * reuses an id stored by the previous process (which made far fewer than one per microsecond). */
+static void
+seed_message_ids(void)
+{
+    uint_fast64_t zero = 0;
+    uint64_t now_us = (uint64_t)(pt_now_seconds() * 1e6);
+    atomic_compare_exchange_strong(&last_message_id, &zero, now_us);
+}
+
 uint64_t
 pt_superlink_new_message_id(void)
 {
@@ -802,6 +812,7 @@ pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linksta
     sl->opts.cache_dir = sl->cache_dir;
     pt_u64map_init(&sl->pending);
     pt_u64map_init(&sl->runs);
+    seed_message_ids();
     int rc = pt_actor_spawn(rt, "superlink", superlink_handle, sl, &sl->actor);
     if (rc != 0) {
         ls->ops->free(ls);

@@ -163,8 +163,8 @@ tracked_message(uint64_t seq)
     ck_assert_ptr_nonnull(ar);
     ck_assert_ptr_nonnull(data);
     atomic_fetch_add(&tracked_alive, 1);
-    ck_assert_ptr_nonnull(petal_arrayrecord_add_wrap(ar, "x", PETAL_DTYPE_UINT8, 1, shape, data,
-                                                     tracked_free, NULL));
+    ck_assert_ptr_nonnull(
+        petal_arrayrecord_add_wrap(ar, "x", PETAL_DTYPE_UINT8, 1, shape, data, tracked_free, NULL));
     return m;
 }
 
@@ -187,7 +187,7 @@ check_frame_header(side_t *s, pt_frame_t *f)
     ck_assert_ptr_eq(f->conn, s->conn);
 }
 
-/* ---- The client's sending loop ---------------------------------------------------------------- */
+/* ---- The client's sending loop --------------------------------------------------------------- */
 
 static void
 pump(conf_t *cf)
@@ -229,7 +229,7 @@ pump(conf_t *cf)
     }
 }
 
-/* ---- The actors ------------------------------------------------------------------------------- */
+/* ---- The actors ------------------------------------------------------------------------------ */
 
 static void
 side_stop(side_t *s)
@@ -359,8 +359,8 @@ conf_run(const conf_test_t *t, int base_index)
     ck_assert_int_eq(pt_actor_spawn(cf.rt, "client", side_handler, &cf.cli, &cf.cli.actor), 0);
     send_plain(cf.srv.actor, MSG_START);
     ck_assert_int_eq(pt_runtime_run(cf.rt), 0);
-    ck_assert_msg(!cf.guard_fired, "%s: the guard timer fired (sent %llu, received %llu)",
-                  t->name, (unsigned long long)cf.sent, (unsigned long long)cf.recv);
+    ck_assert_msg(!cf.guard_fired, "%s: the guard timer fired (sent %llu, received %llu)", t->name,
+                  (unsigned long long)cf.sent, (unsigned long long)cf.recv);
     ck_assert_int_eq(pt_runtime_free(cf.rt), 0);
     ck_assert_ptr_null(cf.pending);
     return &cf;
@@ -447,7 +447,7 @@ START_TEST(test_many_small)
 }
 END_TEST
 
-/* ---- one huge message: a 256 MiB ArrayRecord arrives intact ------------------------------------ */
+/* ---- one huge message: a 256 MiB ArrayRecord arrives intact ---------------------------------- */
 
 #define HUGE_BYTES (UINT64_C(256) << 20)
 
@@ -535,7 +535,7 @@ START_TEST(test_huge_message)
 }
 END_TEST
 
-/* ---- close while sending: no leak, each owner gets DOWN once ----------------------------------- */
+/* ---- close while sending: no leak, each owner gets DOWN once --------------------------------- */
 
 static pt_frame_t *
 make_tracked(conf_t *cf, uint64_t seq)
@@ -806,7 +806,7 @@ START_TEST(test_addresses)
 }
 END_TEST
 
-/* ---- The TCase ---------------------------------------------------------------------------------- */
+/* ---- The TCase ------------------------------------------------------------------------------- */
 
 TCase *
 pt_conformance_tcase(const char *name, const char *base_addr)

@@ -1,4 +1,4 @@
-/* test_bundle.c - app bundles: pack, stable hashes, untrusted-input checks, unpack and the cache. */
+/* test_bundle.c - app bundles: pack, stable hashes, untrusted input, unpack and the cache. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -182,8 +182,8 @@ make_app(void)
 }
 
 static const char *const app_files[] = {
-    "alias.txt", "data/a.txt", "data/sub/b.bin", "empty", "lib/client.so",
-    "petal.toml", "run.sh", "server.so",
+    "alias.txt",     "data/a.txt", "data/sub/b.bin", "empty",
+    "lib/client.so", "petal.toml", "run.sh",         "server.so",
 };
 #define APP_NFILES (sizeof(app_files) / sizeof(app_files[0]))
 
@@ -343,10 +343,8 @@ assert_refused(const void *data, size_t len, const char *expect)
     ck_assert_msg(rc == PETAL_E_INVALID_BUNDLE, "rc %d, expected a refusal (%s)", rc, expect);
     ck_assert_ptr_null(b);
     ck_assert_msg(strstr(err, expect) != NULL, "\n  got: %s\n want: ...%s...", err, expect);
-    ck_assert_int_eq(pt_bundle_verify(copy, len, NULL, err, sizeof(err)),
-                     PETAL_E_INVALID_BUNDLE);
-    ck_assert_int_eq(pt_bundle_unpack(copy, len, dest, err, sizeof(err)),
-                     PETAL_E_INVALID_BUNDLE);
+    ck_assert_int_eq(pt_bundle_verify(copy, len, NULL, err, sizeof(err)), PETAL_E_INVALID_BUNDLE);
+    ck_assert_int_eq(pt_bundle_unpack(copy, len, dest, err, sizeof(err)), PETAL_E_INVALID_BUNDLE);
     ck_assert_int_eq(count_entries(dir), 0);
     free(copy);
     rm_rf(dir);
@@ -417,8 +415,8 @@ START_TEST(test_pack_unpack_tree)
     ck_assert_int_eq(count_entries(out), 1); /* no temporary left */
     char *empty = path_of(out, "empty");
     ck_assert_int_eq(mkdir(empty, 0755), 0);
-    ck_assert_int_eq(
-        pt_bundle_unpack(pt_buf_data(buf), pt_buf_len(buf), empty, err, sizeof(err)), 0);
+    ck_assert_int_eq(pt_bundle_unpack(pt_buf_data(buf), pt_buf_len(buf), empty, err, sizeof(err)),
+                     0);
     assert_same_files(app, empty, b);
 
     pt_bundle_free(b);
@@ -827,8 +825,8 @@ START_TEST(test_pack_errors)
     ck_assert_ptr_nonnull(strstr(err, "petal.toml"));
     put_text(app, "petal.toml", "[app]\nname = \"x\"\nclient = \"build/c.so\"\n");
     ck_assert_int_eq(pt_bundle_pack(app, &b, NULL, err, sizeof(err)), PETAL_ECONFIG);
-    ck_assert_msg(strstr(err, "build/c.so is not a file") && strstr(err, "build the plugin"),
-                  "%s", err);
+    ck_assert_msg(strstr(err, "build/c.so is not a file") && strstr(err, "build the plugin"), "%s",
+                  err);
     put_text(app, "build/c.so", "p");
     put_text(outside, "secret", "s");
     char *target = path_of(outside, "secret");
@@ -914,25 +912,25 @@ START_TEST(test_cache_reuse)
     ck_assert_uint_eq(st1.st_ino, st2.st_ino);
     char *note = path_of(dir, "note");
     ck_assert(exists(note));
-    ck_assert_int_eq(pt_bundle_cache_get(cache, hash, NULL, 0, dir2, sizeof(dir2), err, sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        pt_bundle_cache_get(cache, hash, NULL, 0, dir2, sizeof(dir2), err, sizeof(err)), 0);
     ck_assert_int_eq(pt_bundle_cache_has(cache, hash, dir2, sizeof(dir2)), 1);
     ck_assert_str_eq(dir, dir2);
     ck_assert_int_eq(count_entries(cache), 1);
 
     /* bad hashes never become paths */
-    ck_assert_int_eq(pt_bundle_cache_get(cache, "../../../etc", d, len, dir2, sizeof(dir2), err,
-                                         sizeof(err)),
-                     PETAL_EINVAL);
+    ck_assert_int_eq(
+        pt_bundle_cache_get(cache, "../../../etc", d, len, dir2, sizeof(dir2), err, sizeof(err)),
+        PETAL_EINVAL);
     ck_assert_int_eq(pt_bundle_cache_has(cache, "ABCDEF", dir2, sizeof(dir2)), PETAL_EINVAL);
     ck_assert_int_eq(pt_bundle_cache_has(cache, hash, dir2, 10), PETAL_EINVAL);
     /* bytes that do not match the hash */
     char other[PT_BUNDLE_HASH_HEX];
     memcpy(other, hash, sizeof(other));
     other[0] = other[0] == 'a' ? 'b' : 'a';
-    ck_assert_int_eq(pt_bundle_cache_get(cache, other, d, len, dir2, sizeof(dir2), err,
-                                         sizeof(err)),
-                     PETAL_E_INVALID_BUNDLE);
+    ck_assert_int_eq(
+        pt_bundle_cache_get(cache, other, d, len, dir2, sizeof(dir2), err, sizeof(err)),
+        PETAL_E_INVALID_BUNDLE);
     ck_assert_ptr_nonnull(strstr(err, "hash to"));
     ck_assert_int_eq(count_entries(cache), 1);
 
@@ -994,8 +992,8 @@ get_thread(void *arg)
     getter_t *g = arg;
 
     pthread_barrier_wait(g->start);
-    g->rc = pt_bundle_cache_get(g->cache, g->hash, pt_buf_data(g->buf), pt_buf_len(g->buf),
-                                g->dir, sizeof(g->dir), g->err, sizeof(g->err));
+    g->rc = pt_bundle_cache_get(g->cache, g->hash, pt_buf_data(g->buf), pt_buf_len(g->buf), g->dir,
+                                sizeof(g->dir), g->err, sizeof(g->err));
     return NULL;
 }
 
@@ -1058,6 +1056,8 @@ write_seed(const char *dir, const char *name, const void *data, size_t len)
     free(p);
 }
 
+static const char *seeds_dir;
+
 static int
 write_seeds(const char *out)
 {
@@ -1112,6 +1112,12 @@ write_seeds(const char *out)
     return 0;
 }
 
+START_TEST(test_write_seeds)
+{
+    ck_assert_int_eq(write_seeds(seeds_dir), 0);
+}
+END_TEST
+
 static Suite *
 bundle_suite(void)
 {
@@ -1144,9 +1150,15 @@ main(int argc, char **argv)
     int failed;
 
     if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0) {
-        return write_seeds(argv[2]);
+        Suite *s = suite_create("seeds");
+        TCase *tc = tcase_create("seeds");
+        seeds_dir = argv[2];
+        tcase_add_test(tc, test_write_seeds); /* a test, so that the helpers may ck_assert */
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+    } else {
+        sr = srunner_create(bundle_suite());
     }
-    sr = srunner_create(bundle_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -12,7 +12,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 
-/* ---- Capturing stderr into a temporary file --------------------------------------------------- */
+/* ---- Capturing stderr into a temporary file -------------------------------------------------- */
 
 typedef struct capture {
     int saved_fd;
@@ -69,12 +69,11 @@ assert_matches(const char *line, const char *pattern)
     regex_t re;
 
     ck_assert_int_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB | REG_NEWLINE), 0);
-    ck_assert_msg(regexec(&re, line, 0, NULL, 0) == 0, "\"%s\" does not match /%s/", line,
-                  pattern);
+    ck_assert_msg(regexec(&re, line, 0, NULL, 0) == 0, "\"%s\" does not match /%s/", line, pattern);
     regfree(&re);
 }
 
-/* ---- Logging ---------------------------------------------------------------------------------- */
+/* ---- Logging --------------------------------------------------------------------------------- */
 
 START_TEST(test_parse_level)
 {
@@ -219,7 +218,7 @@ START_TEST(test_threads_do_not_interleave)
 }
 END_TEST
 
-/* ---- Errors ----------------------------------------------------------------------------------- */
+/* ---- Errors ---------------------------------------------------------------------------------- */
 
 typedef struct expected_err {
     int code;
@@ -240,8 +239,7 @@ START_TEST(test_strerror_table)
 
         ck_assert_str_eq(petal_strerror(e->code), e->text);
         ck_assert_str_eq(pt_error_name(e->code), e->name);
-        ck_assert_int_eq(pt_error_is_reply_code(e->code),
-                         strncmp(e->name, "PETAL_E_", 8) == 0);
+        ck_assert_int_eq(pt_error_is_reply_code(e->code), strncmp(e->name, "PETAL_E_", 8) == 0);
         /* Petal's codes never collide with libuv's. */
         ck_assert_int_lt(e->code, -4000);
     }
@@ -265,7 +263,7 @@ START_TEST(test_strerror_uv_and_unknown)
 }
 END_TEST
 
-/* ---- Memory ----------------------------------------------------------------------------------- */
+/* ---- Memory ---------------------------------------------------------------------------------- */
 
 START_TEST(test_alloc)
 {

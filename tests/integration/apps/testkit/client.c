@@ -1,4 +1,5 @@
 /* client.c - testkit: a tiny synthetic ClientApp whose behaviours the run config switches on. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -7,14 +8,19 @@
 
 /*
  * Written only against <petal/plugin.h>, like a user's plugin. The integration tests
- * (tests/integration/test_sim.c) predict its results exactly:
- *   model:     "arrays" {"w": float32[W_LEN]}, initially w[i] = 0.25 * i (query "init-arrays").
- *   train:     replies w + (partition-id + 1) * 0.01 with metrics {"num-examples": partition-id +
- * 1, "train-loss": 1 / (server-round + partition-id + 1), "calls", "partition"}. evaluate:  metrics
- * {"eval-loss": mean(w), "eval-acc": 0.5, "num-examples", "calls"}. query:     any action ->
- * metrics {"calls"}; "init-arrays" adds the initial "arrays". Run config switches (all optional):
+ * (tests/integration/test_sim.c, test_deploy.c) predict its results exactly:
+ *   model:    "arrays" {"w": float32[W_LEN]}, initially w[i] = 0.25 * i (query "init-arrays").
+ *   train:    replies w + (partition-id + 1) * 0.01 with metrics {"num-examples":
+ *             partition-id + 1, "train-loss": 1 / (server-round + partition-id + 1), "calls",
+ *             "partition"}.
+ *   evaluate: metrics {"eval-loss": mean(w), "eval-acc": 0.5, "num-examples", "calls"}.
+ *   query:    any action -> metrics {"calls"}; "init-arrays" adds the initial "arrays".
+ * Run config switches (all optional):
  *   "sleep-node" (int) + "sleep-ms" (int): that partition sleeps sleep-ms in every train call;
+ *   "slow-ms" (int): every partition sleeps slow-ms in every train call (before sleep-node's);
  *   "fail-node" (int): that partition's train fails with a reason set on the context;
+ *   "crash-node" (int): that partition's train crashes its process with raise(SIGSEGV) (meant
+ *                for process isolation, where the crash becomes a CLIENT_APP_CRASHED reply);
  *   "crash-init" (bool): init fails.
  * Every handler counts its calls in the node's Context state (MetricRecord "counters", keys
  * "train", "evaluate", "query") and reports its own count as "calls"; each call also logs
@@ -170,6 +176,15 @@ tk_train(void *app, petal_context_t *ctx, const petal_message_t *msg, petal_reco
         petal_context_set_error(ctx, "testkit: partition %lld fails on purpose (fail-node)",
                                 (long long)pid);
         return PETAL_EPLUGIN;
+    }
+    if (cfg_int(run, "crash-node", -1) == pid) {
+        petal_log(PETAL_LOG_WARN, "testkit: partition %lld crashes on purpose (crash-node)",
+                  (long long)pid);
+        raise(SIGSEGV);
+    }
+    int64_t slow = cfg_int(run, "slow-ms", 0);
+    if (slow > 0 && slow <= 600000) {
+        sleep_ms(slow);
     }
     if (cfg_int(run, "sleep-node", -1) == pid) {
         int64_t ms = cfg_int(run, "sleep-ms", 0);

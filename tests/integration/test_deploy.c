@@ -1,0 +1,1439 @@
+/* test_deploy.c - deployment as an operator runs it: SuperLink, SuperNodes and CLI as processes. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <petal/petal.h>
+
+#include "runtime/buf.h"
+#include "runtime/codec.h"
+
+/*
+ * Every test starts build/bin/petal-superlink, petal-supernode and petal as child processes on
+ * 127.0.0.1 (ports from port 0, read from the SuperLink's "petal-superlink: fleet ..." line),
+ * with stdout and stderr captured in files of a fresh temporary directory. No process
+ * outlives its test:
+ *   - every child gets its own process group (its ClientApp processes join it), dies with the
+ *     test process (PR_SET_PDEATHSIG), and carries TAG_VAR=<this suite's directory> in its
+ *     environment;
+ *   - the checked teardown (and an atexit handler, for tests that fail) SIGKILLs every daemon's
+ *     group and then every process that carries the tag, which catches grandchildren too;
+ *   - the runner process sweeps the tag once more when the test case ends.
+ * Every wait has a deadline, and each test case has a Check timeout.
+ *
+ * The testkit app (apps/testkit/client.c) makes results predictable: w starts at 0.25 * i,
+ * partition p trains w + (p + 1) * 0.01 with num-examples p + 1, so one FedAvg round over the
+ * partitions S adds sum_{p in S} 0.01 (p + 1)^2 / sum_{p in S} (p + 1) to every w[i]. It reads
+ * its partition from the node config, so a SuperNode started with
+ * --node-config "partition-id=i num-partitions=n" behaves like simulated node i of n.
+ */
+
+#define BIN_DIR PETAL_BUILD_DIR "/bin"
+#define PETAL_BIN BIN_DIR "/petal"
+#define SUPERLINK_BIN BIN_DIR "/petal-superlink"
+#define SUPERNODE_BIN BIN_DIR "/petal-supernode"
+#define TESTKIT_DIR PETAL_BUILD_DIR "/plugins/testkit"
+#define TAG_VAR "PETAL_DEPLOY_TEST_TAG"
+#define CLI_TIMEOUT 30.0   /* one petal ls/nodes/log/stop call */
+#define START_TIMEOUT 15.0 /* a daemon's first sign of life */
+#define RUN_TIMEOUT 90.0   /* a whole run */
+#define MAX_DAEMONS 16
+#define MAX_ARGS 48
+#define W_LEN 8
+#define PATH_CAP 1200
+
+typedef struct proc {
+    pid_t pid;
+    int reaped;
+    int status;
+    char name[32];
+    char out[PATH_CAP];
+    char err[PATH_CAP];
+} proc_t;
+
+typedef struct tool_result {
+    int code;  /* exit status, -1 when it ended by a signal */
+    int signo; /* the signal that ended it, 0 if none */
+    char *out;
+    char *err;
+} tool_result_t;
+
+typedef struct superlink {
+    proc_t *p;
+    char fleet[96];   /* "127.0.0.1:PORT" */
+    char control[96]; /* "127.0.0.1:PORT" */
+} superlink_t;
+
+static char rootdir[512]; /* the suite's directory; also the tag value */
+static char workdir[1024];
+static proc_t daemons[MAX_DAEMONS];
+static int ndaemons;
+static int file_counter;
+
+/* ---- Time, files, directories ------------------------------------------------------------ */
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void
+nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static char *
+read_all(const char *path, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    size_t cap = 4096, len = 0, n;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (len_out != NULL) {
+        *len_out = len;
+    }
+    return buf;
+}
+
+/* A file's text, "" when it cannot be read (for failure messages). */
+static char *
+text_of(const char *path)
+{
+    char *t = read_all(path, NULL);
+    return t != NULL ? t : strdup("");
+}
+
+static void
+work_path(char *buf, size_t cap, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", workdir, name);
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* ---- Processes ------------------------------------------------------------------------------ */
+
+/* SIGKILLs every process whose environment carries this suite's tag (by pid, one by one). */
+static void
+sweep_tagged(void)
+{
+    static char env[1 << 18];
+    char want[700];
+    if (rootdir[0] == '\0') {
+        return;
+    }
+    snprintf(want, sizeof(want), "%s=%s", TAG_VAR, rootdir);
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 1 || pid == (long)getpid()) {
+            continue;
+        }
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) {
+            continue;
+        }
+        size_t n = fread(env, 1, sizeof(env) - 1, f);
+        fclose(f);
+        env[n] = '\0';
+        for (size_t i = 0; i < n; i += strlen(env + i) + 1) {
+            if (strcmp(env + i, want) == 0) {
+                kill((pid_t)pid, SIGKILL);
+                break;
+            }
+        }
+    }
+    closedir(d);
+}
+
+/* Whether p has ended (reaps it the first time). */
+static int
+proc_exited(proc_t *p)
+{
+    if (p->reaped) {
+        return 1;
+    }
+    int st;
+    pid_t w = waitpid(p->pid, &st, WNOHANG);
+    if (w == p->pid) {
+        p->reaped = 1;
+        p->status = st;
+        return 1;
+    }
+    return 0;
+}
+
+/* Waits up to `timeout` seconds for p to end; 1 if it did. */
+static int
+proc_wait(proc_t *p, double timeout)
+{
+    double deadline = now_s() + timeout;
+    while (!proc_exited(p)) {
+        if (now_s() >= deadline) {
+            return 0;
+        }
+        nap_ms(10);
+    }
+    return 1;
+}
+
+static void
+proc_kill_group(proc_t *p)
+{
+    if (p->pid > 0 && !p->reaped) {
+        kill(-p->pid, SIGKILL);
+        kill(p->pid, SIGKILL);
+        int st;
+        if (waitpid(p->pid, &st, 0) == p->pid) {
+            p->reaped = 1;
+            p->status = st;
+        }
+    }
+}
+
+/* Ends every process this test started (daemons first, then anything tagged). */
+static void
+kill_all(void)
+{
+    for (int i = 0; i < ndaemons; i++) {
+        proc_kill_group(&daemons[i]);
+    }
+    ndaemons = 0;
+    sweep_tagged();
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+}
+
+/* Starts argv[0] with argv, output to <workdir>/<n>-<name>.stdout/.stderr. */
+static void
+spawn_into(proc_t *p, const char *name, const char *const *argv)
+{
+    memset(p, 0, sizeof(*p));
+    int idx = file_counter++;
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    snprintf(p->out, sizeof(p->out), "%s/%03d-%s.stdout", workdir, idx, name);
+    snprintf(p->err, sizeof(p->err), "%s/%03d-%s.stderr", workdir, idx, name);
+    char cache[PATH_CAP];
+    work_path(cache, sizeof(cache), "xdg-cache");
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(125);
+        }
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core); /* crash-node segfaults on purpose */
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+            dup2(err, 2) < 0) {
+            _exit(126);
+        }
+        setenv(TAG_VAR, rootdir, 1);
+        setenv("XDG_CACHE_HOME", cache, 1);
+        unsetenv("PETAL_LOG_LEVEL");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    setpgid(pid, pid); /* also here, so a kill right after the fork finds the group */
+    p->pid = pid;
+}
+
+/* A long-lived child: killed in the teardown whatever happens. */
+static proc_t *
+daemon_spawn(const char *name, const char *const *argv)
+{
+    ck_assert_int_lt(ndaemons, MAX_DAEMONS);
+    proc_t *p = &daemons[ndaemons++];
+    spawn_into(p, name, argv);
+    return p;
+}
+
+static void
+tool_free(tool_result_t *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Runs bin with the NULL-terminated arguments and waits for it, at most `timeout` seconds. */
+static void
+run_tool(tool_result_t *r, double timeout, const char *bin, ...)
+{
+    const char *argv[MAX_ARGS];
+    int argc = 0;
+    va_list ap;
+    argv[argc++] = bin;
+    va_start(ap, bin);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(argc, MAX_ARGS - 1);
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    const char *base = strrchr(bin, '/');
+    proc_t p;
+    spawn_into(&p, base != NULL ? base + 1 : bin, argv);
+    int ended = proc_wait(&p, timeout);
+    if (!ended) {
+        proc_kill_group(&p);
+    }
+    memset(r, 0, sizeof(*r));
+    r->code = WIFEXITED(p.status) ? WEXITSTATUS(p.status) : -1;
+    r->signo = WIFSIGNALED(p.status) ? WTERMSIG(p.status) : 0;
+    r->out = text_of(p.out);
+    r->err = text_of(p.err);
+    ck_assert_msg(ended, "%s %s did not end within %.0f s\nstdout:\n%s\nstderr:\n%s", bin,
+                  argc > 1 ? argv[1] : "", timeout, r->out, r->err);
+    ck_assert_msg(r->signo == 0, "%s %s crashed with signal %d (%s)\nstdout:\n%s\nstderr:\n%s", bin,
+                  argc > 1 ? argv[1] : "", r->signo, strsignal(r->signo), r->out, r->err);
+    ck_assert_msg(r->code != 127 && r->code != 126, "cannot start %s (is it built?)", bin);
+}
+
+static void
+assert_ok(const tool_result_t *r, const char *what)
+{
+    ck_assert_msg(r->code == 0, "%s exited %d\nstdout:\n%s\nstderr:\n%s", what, r->code, r->out,
+                  r->err);
+}
+
+/* A refusal: exit status `code` (-2: any non-zero) and every needle on stderr. */
+static void
+assert_refused(const tool_result_t *r, int code, ...)
+{
+    ck_assert_msg(code == -2 ? r->code > 0 : r->code == code,
+                  "exited %d, expected %s%d\nstdout:\n%s\nstderr:\n%s", r->code,
+                  code == -2 ? "non-zero, not " : "", code == -2 ? 0 : code, r->out, r->err);
+    va_list ap;
+    va_start(ap, code);
+    const char *needle;
+    while ((needle = va_arg(ap, const char *)) != NULL) {
+        ck_assert_msg(strstr(r->err, needle) != NULL, "stderr lacks \"%s\":\n%s", needle, r->err);
+    }
+    va_end(ap);
+}
+
+/* Waits until `needle` shows up in p's stdout (which = 1) or stderr (2); 1 if it did. */
+static int
+wait_text(proc_t *p, int which, const char *needle, double timeout)
+{
+    double deadline = now_s() + timeout;
+    for (;;) {
+        char *t = read_all(which == 1 ? p->out : p->err, NULL);
+        int found = t != NULL && strstr(t, needle) != NULL;
+        free(t);
+        if (found) {
+            return 1;
+        }
+        if (now_s() >= deadline || proc_exited(p)) {
+            t = read_all(which == 1 ? p->out : p->err, NULL);
+            found = t != NULL && strstr(t, needle) != NULL;
+            free(t);
+            return found;
+        }
+        nap_ms(20);
+    }
+}
+
+/* A TCP port on 127.0.0.1 that nobody listened on a moment ago. */
+static int
+free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(s, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+/* ---- The daemons ----------------------------------------------------------------------------- */
+
+/* Starts petal-superlink --insecure with the extra arguments (NULL-terminated); ports default
+ * to 127.0.0.1:0. Returns once it printed where it listens. */
+static void
+superlink_start(superlink_t *l, ...)
+{
+    static char cache[PATH_CAP];
+    const char *argv[MAX_ARGS];
+    const char *extra[MAX_ARGS];
+    int n = 0, ne = 0, fleet = 0, control = 0;
+    va_list ap;
+    va_start(ap, l);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(ne, MAX_ARGS - 12);
+        fleet |= strcmp(a, "--fleet-address") == 0;
+        control |= strcmp(a, "--control-address") == 0;
+        extra[ne++] = a;
+    }
+    va_end(ap);
+    work_path(cache, sizeof(cache), "superlink-cache");
+    argv[n++] = SUPERLINK_BIN;
+    argv[n++] = "--insecure";
+    argv[n++] = "--cache-dir";
+    argv[n++] = cache;
+    if (!fleet) {
+        argv[n++] = "--fleet-address";
+        argv[n++] = "127.0.0.1:0";
+    }
+    if (!control) {
+        argv[n++] = "--control-address";
+        argv[n++] = "127.0.0.1:0";
+    }
+    for (int i = 0; i < ne; i++) {
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    memset(l, 0, sizeof(*l));
+    l->p = daemon_spawn("superlink", argv);
+    double deadline = now_s() + START_TIMEOUT;
+    for (;;) {
+        char *out = read_all(l->p->out, NULL);
+        const char *line = out != NULL ? strstr(out, "petal-superlink: fleet ") : NULL;
+        if (line != NULL && strchr(line, '\n') != NULL) {
+            char f[96], c[96];
+            int got = sscanf(line, "petal-superlink: fleet tcp://%95s control tcp://%95s", f, c);
+            ck_assert_msg(got == 2, "cannot read the SuperLink's addresses from:\n%s", out);
+            snprintf(l->fleet, sizeof(l->fleet), "%s", f);
+            snprintf(l->control, sizeof(l->control), "%s", c);
+            free(out);
+            return;
+        }
+        free(out);
+        if (proc_exited(l->p) || now_s() > deadline) {
+            char *err = text_of(l->p->err);
+            ck_abort_msg("petal-superlink did not start (%s)\nstderr:\n%s",
+                         l->p->reaped ? "it exited" : "no address line in time", err);
+        }
+        nap_ms(20);
+    }
+}
+
+/* Starts a SuperNode for partition `partition` of `partitions` (key: --node-key or NULL), with
+ * the extra arguments (NULL-terminated). */
+static proc_t *
+supernode_start(const superlink_t *l, int partition, int partitions, const char *key, ...)
+{
+    static char configs[MAX_DAEMONS][96];
+    static char caches[MAX_DAEMONS][PATH_CAP];
+    static int next;
+    const char *argv[MAX_ARGS];
+    int n = 0, slot = next++ % MAX_DAEMONS;
+    char name[64];
+    snprintf(configs[slot], sizeof(configs[slot]), "partition-id=%d num-partitions=%d", partition,
+             partitions);
+    snprintf(name, sizeof(name), "node%d-cache", partition);
+    work_path(caches[slot], sizeof(caches[slot]), name);
+    argv[n++] = SUPERNODE_BIN;
+    argv[n++] = "--superlink";
+    argv[n++] = l->fleet;
+    argv[n++] = "--insecure";
+    argv[n++] = "--node-config";
+    argv[n++] = configs[slot];
+    argv[n++] = "--cache-dir";
+    argv[n++] = caches[slot];
+    if (key != NULL) {
+        argv[n++] = "--node-key";
+        argv[n++] = key;
+    }
+    va_list ap;
+    va_start(ap, key);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    snprintf(name, sizeof(name), "node%d", partition);
+    return daemon_spawn(name, argv);
+}
+
+/* The node id the SuperNode reports in its latest "registered ... as node N" line. */
+static uint64_t
+supernode_id(proc_t *p)
+{
+    const char *key = " as node ";
+    ck_assert_msg(wait_text(p, 2, key, START_TIMEOUT), "%s did not register:\n%s", p->name,
+                  text_of(p->err));
+    char *err = text_of(p->err);
+    const char *last = NULL;
+    for (const char *s = err; (s = strstr(s, key)) != NULL; s += strlen(key)) {
+        last = s;
+    }
+    unsigned long long id = strtoull(last + strlen(key), NULL, 10);
+    free(err);
+    ck_assert_uint_gt(id, 0);
+    return id;
+}
+
+/* Starts SuperNodes for partitions 0..n-1 one after the other (so node ids follow the
+ * partitions) and returns their ids. */
+static void
+supernodes_start(const superlink_t *l, int n, proc_t **nodes, uint64_t *ids, const char *opt,
+                 const char *val)
+{
+    for (int i = 0; i < n; i++) {
+        nodes[i] = supernode_start(l, i, n, NULL, opt, val, NULL);
+        ids[i] = supernode_id(nodes[i]);
+    }
+}
+
+/* ---- What the CLI reports ----------------------------------------------------------------- */
+
+static char *
+nodes_json(const superlink_t *l)
+{
+    tool_result_t r;
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "nodes", "--superlink", l->control, "--insecure",
+             "--format", "json", NULL);
+    assert_ok(&r, "petal nodes");
+    char *out = r.out;
+    r.out = NULL;
+    tool_free(&r);
+    return out;
+}
+
+/* 1 online, 0 offline, -1 not listed. */
+static int
+node_online(const char *json, uint64_t id)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\"node-id\": %llu,", (unsigned long long)id);
+    const char *p = strstr(json, key);
+    if (p == NULL) {
+        return -1;
+    }
+    const char *end = strchr(p, '}');
+    const char *o = strstr(p, "\"online\": ");
+    ck_assert_msg(o != NULL && end != NULL && o < end, "no \"online\" for node %llu:\n%s",
+                  (unsigned long long)id, json);
+    return strncmp(o + strlen("\"online\": "), "true", 4) == 0;
+}
+
+static int
+count_text(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+/* Waits until `want` nodes are online; returns the listing. */
+static char *
+wait_online(const superlink_t *l, int want, double timeout)
+{
+    double deadline = now_s() + timeout;
+    for (;;) {
+        char *json = nodes_json(l);
+        int online = count_text(json, "\"online\": true");
+        if (online == want) {
+            return json;
+        }
+        ck_assert_msg(now_s() < deadline, "%d nodes online after %.0f s, expected %d:\n%s", online,
+                      timeout, want, json);
+        free(json);
+        nap_ms(100);
+    }
+}
+
+/* Waits until node `id` is listed with online = `want`. */
+static void
+wait_node_state(const superlink_t *l, uint64_t id, int want, double timeout)
+{
+    double deadline = now_s() + timeout;
+    for (;;) {
+        char *json = nodes_json(l);
+        int state = node_online(json, id);
+        if (state == want) {
+            free(json);
+            return;
+        }
+        ck_assert_msg(now_s() < deadline, "node %llu is not %s after %.0f s:\n%s",
+                      (unsigned long long)id, want ? "online" : "offline", timeout, json);
+        free(json);
+        nap_ms(100);
+    }
+}
+
+/* Copies the JSON string value of `key` found after `from` (before `end`) into buf. */
+static int
+json_str_field(const char *from, const char *end, const char *key, char *buf, size_t cap)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "\"%s\": \"", key);
+    const char *p = strstr(from, k);
+    if (p == NULL || (end != NULL && p > end)) {
+        return -1;
+    }
+    p += strlen(k);
+    size_t n = 0;
+    for (; *p != '\0' && *p != '"' && n + 1 < cap; p++) {
+        if (*p == '\\' && p[1] != '\0') {
+            p++;
+        }
+        buf[n++] = *p;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+/* The status and reason `petal ls --format json` gives run `run_id`; 0, or -1 if unlisted. */
+static int
+run_status(const superlink_t *l, int64_t run_id, char *status, size_t scap, char *reason,
+           size_t rcap)
+{
+    tool_result_t r;
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", l->control, "--insecure", "--format",
+             "json", NULL);
+    assert_ok(&r, "petal ls");
+    char key[64];
+    snprintf(key, sizeof(key), "\"run-id\": %lld,", (long long)run_id);
+    const char *p = strstr(r.out, key);
+    int rc = -1;
+    if (p != NULL) {
+        const char *end = strchr(p, '}');
+        ck_assert_msg(json_str_field(p, end, "status", status, scap) == 0 &&
+                          json_str_field(p, end, "reason", reason, rcap) == 0,
+                      "petal ls lacks status or reason:\n%s", r.out);
+        rc = 0;
+    }
+    tool_free(&r);
+    return rc;
+}
+
+/* Waits until run `run_id` has status `want`; returns the seconds it took. */
+static double
+wait_run_status(const superlink_t *l, int64_t run_id, const char *want, char *reason, size_t rcap,
+                double timeout)
+{
+    double start = now_s(), deadline = start + timeout;
+    char status[64] = "";
+    for (;;) {
+        if (run_status(l, run_id, status, sizeof(status), reason, rcap) == 0 &&
+            strcmp(status, want) == 0) {
+            return now_s() - start;
+        }
+        ck_assert_msg(now_s() < deadline, "run %lld is \"%s\" after %.0f s, expected \"%s\"",
+                      (long long)run_id, status, timeout, want);
+        nap_ms(100);
+    }
+}
+
+/* `petal run TESTKIT --stream` in the background, with --history/--save-arrays when given. */
+static proc_t *
+run_in_background(const superlink_t *l, const char *run_config, const char *history,
+                  const char *arrays)
+{
+    const char *argv[MAX_ARGS];
+    int n = 0;
+    argv[n++] = PETAL_BIN;
+    argv[n++] = "run";
+    argv[n++] = TESTKIT_DIR;
+    argv[n++] = "--superlink";
+    argv[n++] = l->control;
+    argv[n++] = "--insecure";
+    argv[n++] = "--stream";
+    argv[n++] = "--run-config";
+    argv[n++] = run_config;
+    if (history != NULL) {
+        argv[n++] = "--history";
+        argv[n++] = history;
+    }
+    if (arrays != NULL) {
+        argv[n++] = "--save-arrays";
+        argv[n++] = arrays;
+    }
+    argv[n] = NULL;
+    return daemon_spawn("run", argv);
+}
+
+/* The run id from "run N submitted (bundle HASH)". */
+static int64_t
+submitted_run_id(proc_t *run)
+{
+    ck_assert_msg(wait_text(run, 1, " submitted (bundle ", START_TIMEOUT),
+                  "petal run did not submit:\nstdout:\n%s\nstderr:\n%s", text_of(run->out),
+                  text_of(run->err));
+    char *out = text_of(run->out);
+    long long id = 0;
+    const char *p = strstr(out, "run ");
+    ck_assert_msg(p != NULL && sscanf(p, "run %lld submitted", &id) == 1 && id > 0,
+                  "no run id in:\n%s", out);
+    free(out);
+    return id;
+}
+
+/* Waits for a background petal run to end; returns its exit status (-1: signal). */
+static int
+run_exit(proc_t *run, double timeout)
+{
+    if (!proc_wait(run, timeout)) {
+        ck_abort_msg("petal run did not end within %.0f s\nstdout:\n%s\nstderr:\n%s", timeout,
+                     text_of(run->out), text_of(run->err));
+    }
+    ck_assert_msg(WIFEXITED(run->status), "petal run crashed (signal %d)\nstderr:\n%s",
+                  WIFSIGNALED(run->status) ? WTERMSIG(run->status) : 0, text_of(run->err));
+    return WEXITSTATUS(run->status);
+}
+
+/* ---- Histories and arrays ------------------------------------------------------------------ */
+
+/* The part of the history JSON that describes `round` (up to the next round). */
+static char *
+history_round(const char *json, uint32_t round)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "{\"round\": %u,", round);
+    const char *start = strstr(json, key);
+    if (start == NULL) {
+        return NULL;
+    }
+    const char *end = strstr(start + 1, "{\"round\": ");
+    if (end == NULL) {
+        end = strstr(start, "\"final_arrays_sha256\"");
+    }
+    if (end == NULL) {
+        end = start + strlen(start);
+    }
+    return strndup(start, (size_t)(end - start));
+}
+
+/* round[phase][key] as a number: 0 and *out, or -1 when absent. */
+static int
+round_metric(const char *round, const char *phase, const char *key, double *out)
+{
+    char pkey[128], mkey[128];
+    snprintf(pkey, sizeof(pkey), "\"%s\": {", phase);
+    snprintf(mkey, sizeof(mkey), "\"%s\":", key);
+    const char *p = strstr(round, pkey);
+    if (p == NULL) {
+        return -1;
+    }
+    const char *close = strchr(p, '}');
+    const char *m = strstr(p + strlen(pkey), mkey);
+    if (m == NULL || close == NULL || m > close) {
+        return -1;
+    }
+    char *end;
+    *out = strtod(m + strlen(mkey), &end);
+    return end != m + strlen(mkey) ? 0 : -1;
+}
+
+static double
+history_metric(const char *json, uint32_t round, const char *phase, const char *key)
+{
+    char *r = history_round(json, round);
+    ck_assert_msg(r != NULL, "the history has no round %u:\n%s", round, json);
+    double x;
+    ck_assert_msg(round_metric(r, phase, key, &x) == 0, "round %u %s has no \"%s\":\n%s", round,
+                  phase, key, r);
+    free(r);
+    return x;
+}
+
+/* Every numeric metric of every phase of rounds 1..rounds is in both histories, equal up to
+ * float rounding (aggregation order may differ between the two). */
+static void
+assert_same_rounds(const char *a, const char *b, uint32_t rounds)
+{
+    ck_assert_int_eq(count_text(a, "{\"round\": "), (int)rounds);
+    ck_assert_int_eq(count_text(b, "{\"round\": "), (int)rounds);
+    for (uint32_t k = 1; k <= rounds; k++) {
+        char *ra = history_round(a, k), *rb = history_round(b, k);
+        ck_assert_msg(ra != NULL && rb != NULL, "round %u missing:\n%s\n---\n%s", k, a, b);
+        int na = 0, nb = 0;
+        char phase[128] = "";
+        for (int side = 0; side < 2; side++) {
+            const char *r = side == 0 ? ra : rb;
+            for (const char *p = strchr(r, '"'); p != NULL;) {
+                const char *q = strchr(p + 1, '"');
+                if (q == NULL) {
+                    break;
+                }
+                char key[128];
+                snprintf(key, sizeof(key), "%.*s", (int)(q - p - 1), p + 1);
+                if (strncmp(q, "\": {", 4) == 0) {
+                    snprintf(phase, sizeof(phase), "%s", key);
+                } else if (q[1] == ':' && phase[0] != '\0') {
+                    char *end;
+                    double x = strtod(q + 2, &end);
+                    if (end != q + 2) {
+                        if (side == 1) {
+                            nb++;
+                        } else {
+                            double y;
+                            na++;
+                            ck_assert_msg(round_metric(rb, phase, key, &y) == 0,
+                                          "round %u %s \"%s\" only in the simulation:\n%s\n---\n%s",
+                                          k, phase, key, ra, rb);
+                            ck_assert_msg(fabs(x - y) <= 1e-6 * (fabs(x) > 1 ? fabs(x) : 1),
+                                          "round %u %s \"%s\": simulation %.17g, deployment %.17g",
+                                          k, phase, key, x, y);
+                        }
+                    }
+                }
+                p = strchr(q + 1, '"');
+            }
+            phase[0] = '\0';
+        }
+        ck_assert_msg(na == nb && na > 0, "round %u: %d metrics vs %d:\n%s\n---\n%s", k, na, nb, ra,
+                      rb);
+        free(ra);
+        free(rb);
+    }
+}
+
+/* Decodes a --save-arrays file and copies its float32 "w" into w. */
+static void
+load_w(const char *path, float w[W_LEN])
+{
+    size_t len;
+    char *data = read_all(path, &len);
+    ck_assert_msg(data != NULL, "--save-arrays did not write %s", path);
+    pt_buf_t *buf = pt_buf_alloc(len > 0 ? len : 1, 0);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(pt_buf_data(buf), data, len);
+    free(data);
+    pt_codec_limits_t limits;
+    pt_codec_limits_default(&limits);
+    petal_recorddict_t *d = NULL;
+    char err[256] = "";
+    int rc = pt_codec_decode_recorddict(buf, 0, len, &limits, &d, err, sizeof(err));
+    ck_assert_msg(rc == 0, "%s does not decode: %s", path, err);
+    const petal_arrayrecord_t *ar = petal_recorddict_arrays(d, "arrays");
+    const petal_array_t *a = ar != NULL ? petal_arrayrecord_get(ar, "w") : NULL;
+    ck_assert_msg(a != NULL, "%s has no array \"w\" in \"arrays\"", path);
+    ck_assert_int_eq(petal_array_dtype(a), PETAL_DTYPE_FLOAT32);
+    ck_assert_uint_eq(petal_array_numel(a), W_LEN);
+    memcpy(w, petal_array_data(a), sizeof(float) * W_LEN);
+    petal_recorddict_free(d);
+    pt_buf_release(buf);
+}
+
+/* One FedAvg round of testkit over the partitions in `mask`: what it adds to every w[i]. */
+static double
+fedavg_step(unsigned mask)
+{
+    double num = 0.0, den = 0.0;
+    for (int p = 0; p < 16; p++) {
+        if (mask & (1u << p)) {
+            num += 0.01 * (double)((p + 1) * (p + 1));
+            den += (double)(p + 1);
+        }
+    }
+    return den > 0 ? num / den : 0.0;
+}
+
+static void
+assert_w(const float w[W_LEN], double delta)
+{
+    for (int i = 0; i < W_LEN; i++) {
+        double want = 0.25 * i + delta;
+        ck_assert_msg(fabs((double)w[i] - want) < 1e-5, "w[%d] = %.7f, FedAvg predicts %.7f", i,
+                      (double)w[i], want);
+    }
+}
+
+/* ---- Fixtures ---------------------------------------------------------------------------------
+ */
+
+/* Made and removed in the runner process (an unchecked fixture), so it goes away and the tag
+ * is swept even when a test fails inside its forked child. */
+static void
+suite_setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(rootdir, sizeof(rootdir), "%s/petal-deploy-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(rootdir) == NULL) {
+        rootdir[0] = '\0';
+    }
+}
+
+static void
+suite_teardown(void)
+{
+    sweep_tagged();
+    if (rootdir[0] != '\0') {
+        nftw(rootdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rootdir[0] = '\0';
+    }
+}
+
+static void
+setup(void)
+{
+    ck_assert_msg(rootdir[0] != '\0', "cannot create a temporary directory");
+    sweep_tagged(); /* anything an earlier failed test left */
+    snprintf(workdir, sizeof(workdir), "%s/test-XXXXXX", rootdir);
+    ck_assert_ptr_nonnull(mkdtemp(workdir));
+    ndaemons = 0;
+    file_counter = 0;
+    atexit(kill_all); /* a failed assertion ends the test process without the teardown */
+}
+
+static void
+teardown(void)
+{
+    kill_all();
+}
+
+/* ---- 1. Simulation and deployment give the same run ---------------------------------------- */
+
+START_TEST(test_parity_with_simulation)
+{
+    char sim_hist[PATH_CAP], sim_arr[PATH_CAP], dep_hist[PATH_CAP], dep_arr[PATH_CAP];
+    work_path(sim_hist, sizeof(sim_hist), "sim-history.json");
+    work_path(sim_arr, sizeof(sim_arr), "sim-arrays.bin");
+    work_path(dep_hist, sizeof(dep_hist), "deploy-history.json");
+    work_path(dep_arr, sizeof(dep_arr), "deploy-arrays.bin");
+    const char *cfg = "num-server-rounds=3 fraction-train=1.0";
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "sim", TESTKIT_DIR, "--num-supernodes", "3", "--seed",
+             "11", "--run-config", cfg, "--history", sim_hist, "--save-arrays", sim_arr, NULL);
+    assert_ok(&r, "petal sim");
+    tool_free(&r);
+
+    superlink_t l;
+    superlink_start(&l, NULL);
+    proc_t *nodes[3];
+    uint64_t ids[3];
+    supernodes_start(&l, 3, nodes, ids, NULL, NULL);
+    free(wait_online(&l, 3, START_TIMEOUT));
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", l.control, "--insecure",
+             "--seed", "11", "--run-config", cfg, "--stream", "--history", dep_hist,
+             "--save-arrays", dep_arr, NULL);
+    assert_ok(&r, "petal run");
+    ck_assert_msg(strstr(r.out, "run 1 submitted (bundle ") != NULL, "stdout:\n%s", r.out);
+    ck_assert_msg(strstr(r.out, "round 1/3") && strstr(r.out, "round 3/3"),
+                  "--stream shows no per-round lines:\n%s", r.out);
+    tool_free(&r);
+
+    /* Each SuperNode trained as its partition. */
+    for (int i = 0; i < 3; i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "testkit: train partition=%d node=%llu round=3", i,
+                 (unsigned long long)ids[i]);
+        char *err = text_of(nodes[i]->err);
+        ck_assert_msg(strstr(err, want) != NULL, "node%d's log lacks \"%s\":\n%s", i, want, err);
+        free(err);
+    }
+
+    float ws[W_LEN], wd[W_LEN];
+    load_w(sim_arr, ws);
+    load_w(dep_arr, wd);
+    for (int i = 0; i < W_LEN; i++) {
+        ck_assert_msg(fabs((double)ws[i] - (double)wd[i]) <= 1e-6,
+                      "w[%d]: simulation %.9g, deployment %.9g", i, (double)ws[i], (double)wd[i]);
+    }
+    assert_w(wd, 3 * fedavg_step(0x7));
+    char *a = read_all(sim_hist, NULL), *b = read_all(dep_hist, NULL);
+    ck_assert_msg(a != NULL && b != NULL, "a --history file is missing");
+    assert_same_rounds(a, b, 3);
+    free(a);
+    free(b);
+
+    /* What an operator sees afterwards. */
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", l.control, "--insecure", NULL);
+    assert_ok(&r, "petal ls");
+    ck_assert_msg(strstr(r.out, "finished:completed") != NULL, "petal ls:\n%s", r.out);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "log", "1", "--superlink", l.control, "--insecure", NULL);
+    assert_ok(&r, "petal log");
+    ck_assert_msg(strstr(r.out, "round 3/3") && strstr(r.out, "finished:completed"),
+                  "petal log 1:\n%s", r.out);
+    tool_free(&r);
+}
+END_TEST
+
+/* ---- 2. A SuperNode dies mid-round ------------------------------------------------------------
+ */
+
+START_TEST(test_supernode_killed_mid_round)
+{
+    char hist[PATH_CAP], arr[PATH_CAP];
+    work_path(hist, sizeof(hist), "history.json");
+    work_path(arr, sizeof(arr), "arrays.bin");
+    superlink_t l;
+    superlink_start(&l, "--heartbeat-interval", "0.5", NULL);
+    proc_t *nodes[3];
+    uint64_t ids[3];
+    supernodes_start(&l, 3, nodes, ids, NULL, NULL);
+    free(wait_online(&l, 3, START_TIMEOUT));
+    /* Partition 2 sleeps in its first train call; it is killed then. */
+    proc_t *run = run_in_background(&l,
+                                    "num-server-rounds=3 sleep-node=2 sleep-ms=20000 "
+                                    "round-timeout=30 min-train-nodes=2 min-evaluate-nodes=2 "
+                                    "min-available-nodes=2",
+                                    hist, arr);
+    ck_assert_msg(wait_text(nodes[2], 2, "testkit: train partition=2", 30),
+                  "partition 2 never trained:\n%s", text_of(nodes[2]->err));
+    ck_assert_int_eq(kill(nodes[2]->pid, SIGKILL), 0);
+    ck_assert(proc_wait(nodes[2], 5));
+
+    /* Documented (docs/protocol.md, Fleet): after 3 missed heartbeats its instruction fails
+     * with NODE_UNAVAILABLE; the other two replies satisfy min-train-nodes = 2. */
+    int code = run_exit(run, RUN_TIMEOUT);
+    char *out = text_of(run->out), *err = text_of(run->err);
+    ck_assert_msg(code == 0 && strstr(out, "round 3/3") != NULL,
+                  "petal run exited %d\nstdout:\n%s\nstderr:\n%s", code, out, err);
+    free(out);
+    free(err);
+    char *json = read_all(hist, NULL);
+    ck_assert_ptr_nonnull(json);
+    ck_assert_double_eq(history_metric(json, 1, "train", "num-replies"), 2);
+    ck_assert_double_eq(history_metric(json, 1, "train", "num-failures"), 1);
+    for (uint32_t k = 1; k <= 3; k++) {
+        ck_assert_double_eq(history_metric(json, k, "evaluate", "num-replies"), 2);
+        if (k > 1) {
+            ck_assert_double_eq(history_metric(json, k, "train", "num-replies"), 2);
+            ck_assert_double_eq(history_metric(json, k, "train", "num-failures"), 0);
+        }
+    }
+    free(json);
+    float w[W_LEN];
+    load_w(arr, w);
+    assert_w(w, 3 * fedavg_step(0x3));
+
+    char want[128];
+    snprintf(want, sizeof(want), "node %llu failed: NODE_UNAVAILABLE", (unsigned long long)ids[2]);
+    char *log = text_of(l.p->err);
+    ck_assert_msg(strstr(log, want) != NULL, "the SuperLink's log lacks \"%s\":\n%s", want, log);
+    free(log);
+
+    wait_node_state(&l, ids[2], 0, 10);
+    json = nodes_json(&l);
+    ck_assert_int_eq(node_online(json, ids[0]), 1);
+    ck_assert_int_eq(node_online(json, ids[1]), 1);
+    ck_assert_int_eq(node_online(json, ids[2]), 0);
+    free(json);
+}
+END_TEST
+
+/* ---- 3. The SuperLink dies and comes back on its database ------------------------------------ */
+
+START_TEST(test_superlink_restart)
+{
+    char db[PATH_CAP], fleet[64], control[64];
+    work_path(db, sizeof(db), "superlink.db");
+    snprintf(fleet, sizeof(fleet), "127.0.0.1:%d", free_port());
+    snprintf(control, sizeof(control), "127.0.0.1:%d", free_port());
+    superlink_t l;
+    superlink_start(&l, "--fleet-address", fleet, "--control-address", control, "--database", db,
+                    "--heartbeat-interval", "0.5", NULL);
+    proc_t *a = supernode_start(&l, 0, 2, "node-a", "--max-wait-time", "60", NULL);
+    uint64_t id_a = supernode_id(a);
+    proc_t *b = supernode_start(&l, 1, 2, "node-b", "--max-wait-time", "60", NULL);
+    uint64_t id_b = supernode_id(b);
+    char *before = wait_online(&l, 2, START_TIMEOUT);
+    ck_assert_int_eq(count_text(before, "\"node-id\": "), 2);
+
+    proc_t *run = run_in_background(&l, "num-server-rounds=50 slow-ms=200", NULL, NULL);
+    int64_t run_id = submitted_run_id(run);
+    ck_assert_msg(wait_text(run, 1, "round 1/50", 30), "no round ended:\n%s", text_of(run->out));
+
+    ck_assert_int_eq(kill(l.p->pid, SIGKILL), 0);
+    ck_assert(proc_wait(l.p, 5));
+    /* The follower loses its SuperLink: an error, not a hang. */
+    int code = run_exit(run, 20);
+    ck_assert_msg(code != 0, "petal run --stream exited 0 after its SuperLink died");
+
+    superlink_t l2;
+    superlink_start(&l2, "--fleet-address", fleet, "--control-address", control, "--database", db,
+                    "--heartbeat-interval", "0.5", NULL);
+    ck_assert_str_eq(l2.fleet, fleet);
+    char status[64], reason[512];
+    ck_assert_int_eq(run_status(&l2, run_id, status, sizeof(status), reason, sizeof(reason)), 0);
+    ck_assert_str_eq(status, "finished:failed");
+    ck_assert_msg(strstr(reason, "restart") != NULL, "the reason does not name the restart: %s",
+                  reason);
+
+    char *after = wait_online(&l2, 2, 30);
+    ck_assert_int_eq(count_text(after, "\"node-id\": "), 2);
+    ck_assert_int_eq(node_online(after, id_a), 1);
+    ck_assert_int_eq(node_online(after, id_b), 1);
+    ck_assert_uint_eq(supernode_id(a), id_a);
+    ck_assert_uint_eq(supernode_id(b), id_b);
+    free(before);
+    free(after);
+
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", l2.control,
+             "--insecure", "--stream", "--run-config", "num-server-rounds=2", NULL);
+    assert_ok(&r, "petal run after the restart");
+    char want[64];
+    snprintf(want, sizeof(want), "run %lld submitted", (long long)run_id + 1);
+    ck_assert_msg(strstr(r.out, want) && strstr(r.out, "round 2/2"), "stdout:\n%s", r.out);
+    tool_free(&r);
+    ck_assert_msg(!proc_exited(a) && !proc_exited(b), "a SuperNode gave up:\n%s\n---\n%s",
+                  text_of(a->err), text_of(b->err));
+}
+END_TEST
+
+/* ---- 4. A ClientApp that segfaults, in process isolation ------------------------------------- */
+
+START_TEST(test_process_isolation_crash)
+{
+    char hist[PATH_CAP], arr[PATH_CAP];
+    work_path(hist, sizeof(hist), "history.json");
+    work_path(arr, sizeof(arr), "arrays.bin");
+    superlink_t l;
+    superlink_start(&l, NULL);
+    proc_t *nodes[3];
+    uint64_t ids[3];
+    supernodes_start(&l, 3, nodes, ids, "--isolation", "process");
+    free(wait_online(&l, 3, START_TIMEOUT));
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", l.control, "--insecure",
+             "--stream", "--history", hist, "--save-arrays", arr, "--run-config",
+             "num-server-rounds=2 crash-node=1 min-train-nodes=2", NULL);
+    assert_ok(&r, "petal run");
+    ck_assert_msg(strstr(r.out, "round 2/2") != NULL, "stdout:\n%s", r.out);
+    tool_free(&r);
+
+    char *json = read_all(hist, NULL);
+    ck_assert_ptr_nonnull(json);
+    for (uint32_t k = 1; k <= 2; k++) {
+        ck_assert_double_eq(history_metric(json, k, "train", "num-replies"), 2);
+        ck_assert_double_eq(history_metric(json, k, "train", "num-failures"), 1);
+        /* The crashed node's next instruction (evaluate) ran in a new ClientApp process. */
+        ck_assert_double_eq(history_metric(json, k, "evaluate", "num-replies"), 3);
+        ck_assert_double_eq(history_metric(json, k, "evaluate", "num-failures"), 0);
+    }
+    free(json);
+    float w[W_LEN];
+    load_w(arr, w);
+    assert_w(w, 2 * fedavg_step(0x5));
+
+    char want[128];
+    snprintf(want, sizeof(want), "node %llu failed: CLIENT_APP_CRASHED",
+             (unsigned long long)ids[1]);
+    char *log = text_of(l.p->err);
+    ck_assert_msg(strstr(log, want) != NULL, "the SuperLink's log lacks \"%s\":\n%s", want, log);
+    free(log);
+    log = text_of(nodes[1]->err);
+    ck_assert_msg(strstr(log, "ClientApp process crashed") != NULL,
+                  "node1's log does not report the crash:\n%s", log);
+    free(log);
+    ck_assert_msg(!proc_exited(nodes[1]), "the SuperNode of the crashing ClientApp died");
+    free(wait_online(&l, 3, START_TIMEOUT));
+}
+END_TEST
+
+/* ---- 5. petal stop during a round ---------------------------------------------------------- */
+
+START_TEST(test_stop_run)
+{
+    superlink_t l;
+    superlink_start(&l, NULL);
+    proc_t *nodes[2];
+    uint64_t ids[2];
+    supernodes_start(&l, 2, nodes, ids, NULL, NULL);
+    free(wait_online(&l, 2, START_TIMEOUT));
+    /* Every train call takes 20 s: the stop must not wait for the round. */
+    proc_t *run =
+        run_in_background(&l, "num-server-rounds=3 slow-ms=20000 round-timeout=60", NULL, NULL);
+    int64_t run_id = submitted_run_id(run);
+    ck_assert(wait_text(nodes[0], 2, "testkit: train partition=0", 30));
+    char id[32];
+    snprintf(id, sizeof(id), "%lld", (long long)run_id);
+    tool_result_t r;
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "stop", id, "--superlink", l.control, "--insecure", NULL);
+    assert_ok(&r, "petal stop");
+    char want[64];
+    snprintf(want, sizeof(want), "run %lld: stop requested", (long long)run_id);
+    ck_assert_msg(strstr(r.out, want) != NULL, "stdout:\n%s", r.out);
+    tool_free(&r);
+
+    char reason[512];
+    wait_run_status(&l, run_id, "finished:stopped", reason, sizeof(reason), 10);
+    ck_assert_msg(strstr(reason, "stop") != NULL, "reason: %s", reason);
+    /* The follower ends with the run: exit 1 (not completed), saying why. */
+    int code = run_exit(run, 10);
+    char *err = text_of(run->err);
+    ck_assert_msg(code == 1 && strstr(err, "finished:stopped") != NULL,
+                  "petal run --stream exited %d:\n%s", code, err);
+    free(err);
+
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "stop", id, "--superlink", l.control, "--insecure", NULL);
+    assert_refused(&r, 1, "finished already", NULL);
+    tool_free(&r);
+}
+END_TEST
+
+/* ---- 6. Garbage on the fleet port ----------------------------------------------------------- */
+
+/* Connects to addr ("127.0.0.1:PORT"), sends `len` bytes, and waits (at most 10 s) for the
+ * SuperLink to close the connection. Returns the local port, for finding it in the log. */
+static int
+send_raw(const char *addr, const unsigned char *bytes, size_t len)
+{
+    int port = atoi(strchr(addr, ':') + 1);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(s, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_msg(connect(s, (struct sockaddr *)&a, sizeof(a)) == 0, "connect %s: %s", addr,
+                  strerror(errno));
+    socklen_t alen = sizeof(a);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    ck_assert_int_eq(send(s, bytes, len, MSG_NOSIGNAL), (ssize_t)len);
+    double deadline = now_s() + 10;
+    int closed = 0;
+    while (!closed && now_s() < deadline) {
+        struct pollfd pfd = {.fd = s, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0) {
+            char buf[4096];
+            ssize_t n = recv(s, buf, sizeof(buf), 0);
+            closed = n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN);
+        }
+    }
+    close(s);
+    ck_assert_msg(closed, "the SuperLink kept a connection open after %zu bad bytes", len);
+    return ntohs(a.sin_port);
+}
+
+START_TEST(test_malformed_frames)
+{
+    superlink_t l;
+    superlink_start(&l, NULL);
+    /* A whole frame (u32 big-endian length 252, then 252 bytes) of random bytes, and a frame
+     * that announces 0xFFFFFFFF bytes. */
+    unsigned char junk[256] = {0, 0, 0, 252};
+    uint32_t x = 12345;
+    for (size_t i = 4; i < sizeof(junk); i++) {
+        x = x * 1103515245u + 12345u;
+        junk[i] = (unsigned char)(x >> 16);
+    }
+    int port_junk = send_raw(l.fleet, junk, sizeof(junk));
+    unsigned char huge[16] = {0xff, 0xff, 0xff, 0xff, 0x96, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    int port_huge = send_raw(l.fleet, huge, sizeof(huge));
+
+    /* It keeps serving: two honest SuperNodes run an app to the end. */
+    proc_t *nodes[2];
+    uint64_t ids[2];
+    supernodes_start(&l, 2, nodes, ids, NULL, NULL);
+    free(wait_online(&l, 2, START_TIMEOUT));
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", l.control, "--insecure",
+             "--stream", "--run-config", "num-server-rounds=2", NULL);
+    assert_ok(&r, "petal run");
+    ck_assert_msg(strstr(r.out, "round 2/2") != NULL, "stdout:\n%s", r.out);
+    tool_free(&r);
+
+    /* Its log names each bad peer and the problem, on one line. */
+    char *log = text_of(l.p->err);
+    int ports[2] = {port_junk, port_huge};
+    const char *problem[2] = {"malformed", "4294967295"};
+    for (int i = 0; i < 2; i++) {
+        char peer[64];
+        snprintf(peer, sizeof(peer), "127.0.0.1:%d", ports[i]);
+        const char *at = strstr(log, peer);
+        ck_assert_msg(at != NULL, "the SuperLink's log does not name %s (%s):\n%s", peer,
+                      i == 0 ? "random bytes" : "length 0xFFFFFFFF", log);
+        const char *bol = at;
+        while (bol > log && bol[-1] != '\n') {
+            bol--;
+        }
+        const char *eol = strchr(at, '\n');
+        char *line = strndup(bol, eol != NULL ? (size_t)(eol - bol) : strlen(bol));
+        ck_assert_msg(strstr(line, problem[i]) != NULL, "the log line of %s lacks \"%s\": %s", peer,
+                      problem[i], line);
+        free(line);
+    }
+    free(log);
+}
+END_TEST
+
+/* ---- 7. Bad input to the CLIs ------------------------------------------------------------------
+ */
+
+START_TEST(test_cli_needs_insecure)
+{
+    tool_result_t r;
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", "127.0.0.1:9", NULL);
+    assert_refused(&r, 2, "--insecure", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", "127.0.0.1:9", NULL);
+    assert_refused(&r, 2, "--insecure", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, SUPERLINK_BIN, "--fleet-address", "127.0.0.1:0", "--control-address",
+             "127.0.0.1:0", NULL);
+    assert_refused(&r, 2, "--insecure", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, SUPERNODE_BIN, "--superlink", "127.0.0.1:9", NULL);
+    assert_refused(&r, 2, "--insecure", NULL);
+    tool_free(&r);
+}
+END_TEST
+
+START_TEST(test_cli_bad_superlink)
+{
+    tool_result_t r;
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", "", "--insecure", NULL);
+    assert_refused(&r, 2, "--superlink", "HOST:PORT", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "nodes", "--superlink", "no-port-here", "--insecure",
+             NULL);
+    assert_refused(&r, -2, "no-port-here", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", "127.0.0.1:notaport", "--insecure",
+             NULL);
+    assert_refused(&r, -2, "notaport", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, SUPERNODE_BIN, "--superlink", "", "--insecure", NULL);
+    assert_refused(&r, 2, "--superlink", NULL);
+    tool_free(&r);
+}
+END_TEST
+
+/* Nobody listens: a clear error within seconds (the guard is 10 s), not a hang. */
+START_TEST(test_cli_nobody_listening)
+{
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+    tool_result_t r;
+    run_tool(&r, 10, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", addr, "--insecure", NULL);
+    assert_refused(&r, 1, addr, NULL);
+    tool_free(&r);
+    run_tool(&r, 10, PETAL_BIN, "ls", "--superlink", addr, "--insecure", NULL);
+    assert_refused(&r, 1, addr, NULL);
+    tool_free(&r);
+    /* A SuperNode retries with backoff, then gives up when told to. */
+    run_tool(&r, 20, SUPERNODE_BIN, "--superlink", addr, "--insecure", "--max-retries", "2", NULL);
+    assert_refused(&r, 1, "giving up", addr, NULL);
+    tool_free(&r);
+}
+END_TEST
+
+START_TEST(test_cli_unknown_run)
+{
+    superlink_t l;
+    superlink_start(&l, NULL);
+    tool_result_t r;
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "log", "999", "--superlink", l.control, "--insecure",
+             NULL);
+    assert_refused(&r, 1, "no run 999", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "stop", "999", "--superlink", l.control, "--insecure",
+             NULL);
+    assert_refused(&r, 1, "no run 999", NULL);
+    tool_free(&r);
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "log", "abc", "--superlink", l.control, "--insecure",
+             NULL);
+    assert_refused(&r, 2, "RUN_ID", NULL);
+    tool_free(&r);
+    /* An empty SuperLink lists nothing, successfully. */
+    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", l.control, "--insecure", "--format",
+             "json", NULL);
+    assert_ok(&r, "petal ls");
+    ck_assert_msg(strstr(r.out, "[") != NULL && strstr(r.out, "run-id") == NULL, "petal ls:\n%s",
+                  r.out);
+    tool_free(&r);
+    ck_assert_msg(!proc_exited(l.p), "the SuperLink died:\n%s", text_of(l.p->err));
+}
+END_TEST
+
+static Suite *
+deploy_suite(void)
+{
+    Suite *s = suite_create("deployment");
+    TCase *tc = tcase_create("runs");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 100);
+    tcase_add_test(tc, test_parity_with_simulation);
+    tcase_add_test(tc, test_supernode_killed_mid_round);
+    tcase_add_test(tc, test_superlink_restart);
+    tcase_add_test(tc, test_process_isolation_crash);
+    tcase_add_test(tc, test_stop_run);
+    tcase_add_test(tc, test_malformed_frames);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bad input");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_cli_needs_insecure);
+    tcase_add_test(tc, test_cli_bad_superlink);
+    tcase_add_test(tc, test_cli_nobody_listening);
+    tcase_add_test(tc, test_cli_unknown_run);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(deploy_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,201 @@
+/* stream.h - length-prefixed frames over a uv_stream_t: the framing shared by tcp and ipc. */
+#ifndef PT_STREAM_H
+#define PT_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "../runtime/buf.h"
+#include "../runtime/codec.h"
+#include "transport.h"
+
+/*
+ * A frame on the wire (docs/protocol.md, "Frames on a stream"):
+ *
+ *   [u32 big-endian L][header][zero pad][message encoding]
+ *                     <------------- L bytes ------------->
+ *
+ * header = msgpack [version, kind, flags, seq, ack, has_msg], or, for a chunk of a message
+ * larger than the max frame, [version, kind, flags | PT_FRAME_FLAG_CHUNK, seq, ack, true, total,
+ * offset]. The pad makes the message start at a multiple of 64 bytes from the frame's first
+ * byte; a frame without a message ends with its header.
+ *
+ * Sending writes the header and the codec's iovecs with one uv_write (array bytes are never
+ * copied; a chunked message is the same iovec list cut into frames). Receiving reads the frame
+ * header into a small staging buffer and the message bytes straight into one 64-aligned
+ * pt_buf_t (for a chunked message, one buffer of the total size that every chunk lands in), then
+ * decodes it with pt_codec_decode: arrays are views into that buffer.
+ *
+ * Everything here runs on the runtime's loop thread. Connections follow transport.h: UP once
+ * (accepted or dialled), DOWN exactly once (after every frame delivered before it), frames owned
+ * by the receiver, PETAL_EAGAIN + PT_MSG_CONN_WRITABLE for write backpressure. Reading stops
+ * while the owner's mailbox is over its high-water mark and resumes once it has drained
+ * (pt_actor_watch_drain). A connection or listener never outlives its owner: when the owner has
+ * handled PT_MSG_STOP it is closed and freed (its DOWN, refused by the stopped actor, is not
+ * seen). The first tcp/ipc listen or dial sets SIGPIPE to SIG_IGN if it was SIG_DFL (writes to a
+ * reset socket must fail with EPIPE, not kill the process).
+ */
+
+/* Reserved in pt_frame_t.flags by stream transports: protocols never set it. */
+#define PT_FRAME_FLAG_CHUNK 0x80000000u
+
+#define PT_STREAM_DEFAULT_MAX_FRAME (UINT64_C(64) << 20)    /* 64 MiB */
+#define PT_STREAM_DEFAULT_MAX_MESSAGE (UINT64_C(16) << 30)  /* 16 GiB */
+#define PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS UINT64_C(30000)   /* 30 s */
+#define PT_STREAM_DEFAULT_WRITE_HWM (UINT64_C(8) << 20)     /* 8 MiB */
+#define PT_STREAM_MIN_MAX_FRAME UINT64_C(4096)
+#define PT_STREAM_NO_TIMEOUT UINT64_MAX
+
+/* Limits of tcp and ipc connections. A field left 0 takes its default. */
+typedef struct pt_stream_opts {
+    /* L of one frame (everything after the length prefix); 4096 to 2^32-1. A longer announced
+     * length is refused before anything is allocated (PETAL_EMSGSIZE) and the connection
+     * closed. Messages whose frame would be longer are sent as chunks of at most this size. */
+    uint64_t max_frame;
+    /* One message's encoding, chunked or not (the buffer a chunked message is received in). */
+    uint64_t max_message;
+    /* A peer that stops sending in the middle of a frame (or between the chunks of a message)
+     * for this long is disconnected (PETAL_ETIMEDOUT). PT_STREAM_NO_TIMEOUT: never. */
+    uint64_t idle_timeout_ms;
+    /* send() returns PETAL_EAGAIN while more than this many bytes wait to be written;
+     * PT_MSG_CONN_WRITABLE follows once they are down to half. */
+    uint64_t write_hwm;
+} pt_stream_opts_t;
+
+/* Fills o with the defaults above. */
+void pt_stream_opts_default(pt_stream_opts_t *o);
+/*
+ * Process-wide limits for the tcp and ipc listeners and dials created from now on (accepted
+ * connections take their listener's). 0 fields take defaults; NULL restores every default. Any
+ * thread. 0, or PETAL_EINVAL for an out-of-range value (nothing changed).
+ */
+int pt_stream_set_opts(const pt_stream_opts_t *o);
+void pt_stream_get_opts(pt_stream_opts_t *o);
+
+/* Counters of one tcp or ipc connection (for tests, benchmarks and logs). */
+typedef struct pt_stream_stats {
+    uint64_t frames_in;  /* frames delivered to the owner (a chunked message counts once) */
+    uint64_t frames_out; /* frames whose write completed */
+    uint64_t chunks_in;  /* chunk frames received */
+    uint64_t chunks_out; /* chunk frames written */
+    uint64_t bytes_in;   /* bytes read from the socket */
+    uint64_t bytes_out;  /* bytes written (completed writes) */
+    uint64_t copied_in;  /* array bytes the decoder had to copy (0 when aligned, by design) */
+} pt_stream_stats_t;
+
+/* Loop thread. 0, or PETAL_EINVAL when c is not a tcp or ipc connection. */
+int pt_stream_conn_stats(pt_conn_t *c, pt_stream_stats_t *out);
+
+/* ---- For the tcp and ipc transports ------------------------------------------------------- */
+
+typedef union pt_stream_handle {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} pt_stream_handle_t;
+
+typedef struct pt_stream_hdr {
+    uint64_t version, kind, flags, seq, ack;
+    int has_msg;
+    uint64_t total, offset; /* chunks only */
+} pt_stream_hdr_t;
+
+typedef struct pt_stream_conn pt_stream_conn_t;
+typedef struct pt_stream_listener pt_stream_listener_t;
+
+struct pt_stream_conn {
+    struct pt_conn_base base; /* first: the generic wrappers cast to it */
+    pt_runtime_t *rt;
+    pt_stream_handle_t h;
+    uv_timer_t idle;
+    uv_connect_t connect_req; /* dials */
+    uv_getaddrinfo_t gai;     /* tcp dials of a host name */
+    int is_pipe;
+    int handles;     /* uv handles not yet through their close callback */
+    int closing;     /* uv_close called on the handles */
+    int gai_pending; /* gai's callback has yet to run */
+    int up;          /* UP sent: sends are accepted */
+    int closed;      /* down: no more sends or deliveries; DOWN queued or refused */
+    int paused;      /* reading stopped for the owner's mailbox */
+    int timer_on;
+    int first_done; /* a first frame header was read */
+    int down_state;
+    int up_busy, writable_busy, want_writable;
+    pt_actor_t *watched; /* the actor owner_watch is registered on */
+    pt_actor_watch_t owner_watch;
+    pt_actor_watch_t drain_watch;
+    pt_stream_opts_t opts;
+    pt_codec_limits_t limits;
+    uint64_t queued; /* bytes in write requests whose callback has not run */
+    uint64_t last_rx;
+    /* reading */
+    uint8_t *stage;
+    size_t stage_start, stage_end;
+    int in_payload;
+    pt_buf_t *dst; /* where the current frame's message bytes go */
+    int dst_owned; /* dst is this frame's own buffer (not the chunk assembly buffer) */
+    size_t dst_pos, dst_end;
+    pt_stream_hdr_t cur;
+    pt_buf_t *asm_buf; /* a chunked message being assembled */
+    uint64_t asm_total, asm_next, asm_kind, asm_seq;
+    pt_stream_stats_t stats;
+    pt_conn_event_t ev_up, ev_writable, ev_down;
+};
+
+struct pt_stream_listener {
+    struct pt_listener_base base; /* first */
+    pt_runtime_t *rt;
+    pt_stream_handle_t h;
+    int is_pipe;
+    int closing;
+    pt_stream_opts_t opts;
+    pt_actor_watch_t owner_watch;
+    char addr[160]; /* listener_addr: "tcp://127.0.0.1:40123", "ipc:///tmp/x.sock" */
+    /* Called once when the listener closes, before its handle is closed (ipc: unlink). */
+    void (*on_close)(pt_stream_listener_t *l);
+    char path[128]; /* ipc: the socket file */
+};
+
+/*
+ * A new connection of `ops` for `owner` with an initialised tcp or pipe handle (not connected)
+ * and the current process-wide limits (or `opts`, if non-NULL). 0, or an error (nothing left).
+ */
+int pt_stream_conn_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner,
+                       int is_pipe, const pt_stream_opts_t *opts, pt_stream_conn_t **out);
+/* Connected (dial done, or accepted from `l`): sends UP, starts reading. */
+void pt_stream_conn_established(pt_stream_conn_t *c, pt_stream_listener_t *l);
+/* Takes the connection down: DOWN(status, reason) to the owner, handles closed. Idempotent. */
+void pt_stream_conn_fail(pt_stream_conn_t *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Frees a connection that was never handed to anyone (no event): for a dial or an accept that
+ * failed synchronously. */
+void pt_stream_conn_discard(pt_stream_conn_t *c);
+/* For tcp's getaddrinfo callback: the request is over (frees c if it was waiting for that). */
+void pt_stream_conn_gai_done(pt_stream_conn_t *c);
+
+/* The ops a stream transport uses as they are. */
+int pt_stream_send(pt_conn_t *c, pt_frame_t *f);
+void pt_stream_close(pt_conn_t *c);
+
+/* A new listener with an initialised (unbound) handle; the transport binds it, fills addr and
+ * calls pt_stream_listener_start. On error after this, close it with pt_stream_listener_close. */
+int pt_stream_listener_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner,
+                           int is_pipe, pt_stream_listener_t **out);
+int pt_stream_listener_start(pt_stream_listener_t *l);
+int pt_stream_listener_addr(pt_listener_t *l, char *buf, size_t cap);
+void pt_stream_listener_close(pt_listener_t *l);
+
+/* Sets the peer name shown in log lines and reasons (cut to fit). */
+void pt_stream_set_peer(pt_stream_conn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Sets SIGPIPE to SIG_IGN once if it is SIG_DFL. */
+void pt_stream_ignore_sigpipe(void);
+
+/* Formats a socket address as "1.2.3.4:5" or "[::1]:5"; "?" when unknown. */
+void pt_stream_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
+
+#endif

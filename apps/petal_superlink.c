@@ -1,23 +1,28 @@
 /* petal_superlink.c - the petal-superlink daemon: Fleet and Control APIs over TCP. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "actors/ctlclient.h"
+#include "actors/serverapp/serverapp_process.h"
 #include "actors/superlink/superlink.h"
 #include "runtime/log.h"
 #include "runtime/signals.h"
 
 static const char usage_text[] =
     "usage: petal-superlink --insecure [--fleet-address ADDR:PORT] [--control-address ADDR:PORT]\n"
-    "                       [--database FILE] [--isolation thread] [--heartbeat-interval S]\n"
+    "                       [--database FILE] [--isolation thread|process]\n"
+    "                       [--heartbeat-interval S]\n"
     "                       [--cache-dir DIR] [--log-level error|warn|info|debug]\n\n"
     "  --fleet-address     where SuperNodes connect (default 0.0.0.0:9092)\n"
     "  --control-address   where `petal run/ls/log/stop/nodes` connect (default 127.0.0.1:9093)\n"
     "  --database FILE     keep nodes, runs, pending messages and logs in SQLite (default: "
     "memory)\n"
     "  --heartbeat-interval S  seconds between node heartbeats; 3 missed = offline (default 30)\n"
+    "  --isolation process run each run's ServerApp in a child process (default: a thread)\n"
     "  --insecure          required until the secure channel lands: traffic is plain TCP\n";
 
 int
@@ -31,6 +36,7 @@ main(int argc, char **argv)
         {"heartbeat-interval", required_argument, NULL, 'b'},
         {"cache-dir", required_argument, NULL, 'C'},
         {"insecure", no_argument, NULL, 'i'},
+        {"serverapp-child", required_argument, NULL, 'X'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -38,6 +44,7 @@ main(int argc, char **argv)
     const char *fleet = "0.0.0.0:9092", *control = "127.0.0.1:9093", *database = NULL;
     const char *cache_dir = NULL;
     double heartbeat = 30;
+    int process_isolation = 0;
     int insecure = 0, c, lv;
     char *end;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -52,14 +59,24 @@ main(int argc, char **argv)
             database = optarg;
             break;
         case 'I':
-            if (strcmp(optarg, "thread") != 0) {
-                fprintf(stderr,
-                        "petal-superlink: --isolation '%s': the SuperLink runs ServerApps "
-                        "in threads only for now (process isolation is for SuperNodes)\n",
+            if (strcmp(optarg, "thread") == 0 || strcmp(optarg, "process") == 0) {
+                process_isolation = strcmp(optarg, "process") == 0;
+            } else {
+                fprintf(stderr, "petal-superlink: --isolation '%s': expected thread or process\n",
                         optarg);
                 return 2;
             }
             break;
+        case 'X': {
+            long fd = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || fd < 0 || fd > 1 << 20) {
+                fprintf(stderr, "petal-superlink: --serverapp-child '%s': expected a descriptor\n",
+                        optarg);
+                return 2;
+            }
+            pt_log_set_name("serverapp");
+            return pt_serverapp_child_main((int)fd);
+        }
         case 'b':
             heartbeat = strtod(optarg, &end);
             if (*optarg == '\0' || *end != '\0' || !(heartbeat >= 0.1 && heartbeat <= 86400)) {
@@ -126,7 +143,11 @@ main(int argc, char **argv)
         fprintf(stderr, "petal-superlink: %s\n", petal_strerror(rc));
         return 1;
     }
-    pt_superlink_opts_t so = {.fleet_address = fleet_addr,
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    pt_superlink_opts_t so = {.serverapp_exe = process_isolation ? self : NULL,
+                              .fleet_address = fleet_addr,
                               .control_address = control_addr,
                               .cache_dir = cache_dir,
                               .heartbeat_interval = heartbeat};

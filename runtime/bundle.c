@@ -498,8 +498,8 @@ static int
 rd_text(rd_t *r, int allow_empty, char **dst, const char *what)
 {
     size_t at = r->pos;
-    const char *s;
-    size_t n;
+    const char *s = NULL;
+    size_t n = 0;
     const char *why;
     int rc = rd_str(r, PT_BUNDLE_MAX_TEXT, &s, &n, what);
 

@@ -260,7 +260,13 @@ conn_down(pt_stream_conn_t *c, int status, const char *reason)
     c->ev_down.hdr.free = on_down_freed;
     c->ev_down.conn = (pt_conn_t *)c;
     c->ev_down.status = status;
-    snprintf(c->ev_down.reason, sizeof(c->ev_down.reason), "%s", reason);
+    {
+        size_t n = strlen(reason);
+
+        n = n < sizeof(c->ev_down.reason) - 1 ? n : sizeof(c->ev_down.reason) - 1;
+        memcpy(c->ev_down.reason, reason, n); /* cut to fit; the log line has it whole */
+        c->ev_down.reason[n] = '\0';
+    }
     if (pt_actor_send(c->base.owner, &c->ev_down.hdr) == 0) {
         c->down_state = DOWN_QUEUED;
     } else {
@@ -524,6 +530,7 @@ maybe_pause(pt_stream_conn_t *c)
     }
     if (pt_actor_watch_drain(owner, &c->drain_watch, on_owner_drained) == 0) {
         c->paused = 1;
+        c->stats.pauses++;
         uv_read_stop(&c->h.stream);
     }
 }
@@ -869,9 +876,9 @@ parse_head(pt_stream_conn_t *c)
     }
     c->first_done = 1;
     if (h.version != PT_PROTOCOL_VERSION) {
-        snprintf(err, sizeof(err), "version %llu (this build speaks %d)",
-                 (unsigned long long)h.version, PT_PROTOCOL_VERSION);
-        fail_proto(c, "unsupported frame version", err);
+        pt_stream_conn_fail(c, PETAL_EPROTO,
+                            "%s: unsupported frame version %llu (this build speaks %d)",
+                            c->base.peer, (unsigned long long)h.version, PT_PROTOCOL_VERSION);
         return -1;
     }
     if (!h.has_msg) {

@@ -83,6 +83,7 @@ typedef struct pt_stream_stats {
     uint64_t bytes_in;   /* bytes read from the socket */
     uint64_t bytes_out;  /* bytes written (completed writes) */
     uint64_t copied_in;  /* array bytes the decoder had to copy (0 when aligned, by design) */
+    uint64_t pauses;     /* times reading stopped because the owner's mailbox was full */
 } pt_stream_stats_t;
 
 /* Loop thread. 0, or PETAL_EINVAL when c is not a tcp or ipc connection. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "actors/serverapp/default_server.h"
+#include "actors/serverapp/serverapp_process.h"
 #include "actors/superlink/superlink.h"
 #include "runtime/config.h"
 #include "runtime/context.h"
@@ -26,6 +27,7 @@ struct pt_serverapp {
     char *app_dir;
     petal_recorddict_t *config_holder; /* our copy of the run config */
     pt_run_observer_t *observer;
+    char *self_exe; /* process isolation: the executable to start as the child; else NULL */
     pthread_t thread;
     int thread_started;
     pt_u64map_t pulls;    /* message id -> pt_waiter_t* for grid_push/grid_pull */
@@ -375,7 +377,7 @@ serverapp_thread(void *arg)
     if (rc != 0) {
         goto fail;
     }
-    if (manifest->server_path != NULL) {
+    if (manifest->server_path != NULL && s->self_exe == NULL) {
         rc = pt_plugin_load(manifest->server_path, PETAL_PLUGIN_SERVER, &plugin, err, sizeof(err));
         if (rc != 0) {
             goto fail;
@@ -398,7 +400,14 @@ serverapp_thread(void *arg)
         goto fail;
     }
     pt_context_set_grid(ctx, &s->grid);
-    rc = main_fn(&s->grid, ctx);
+    if (s->self_exe != NULL) {
+        rc = pt_serverapp_process_run(&s->grid, ctx, s->self_exe, s->app_dir, err, sizeof(err));
+        if (rc != 0) {
+            goto fail;
+        }
+    } else {
+        rc = main_fn(&s->grid, ctx);
+    }
     if (rc != 0) {
         const char *why = pt_context_error(ctx);
         snprintf(err, sizeof(err), "ServerApp main failed: %s", why[0] ? why : petal_strerror(rc));
@@ -421,7 +430,7 @@ fail:
 int
 pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id, const char *app_dir,
                    const petal_configrecord_t *run_config, pt_run_observer_t *observer,
-                   pt_serverapp_t **out)
+                   const char *self_exe, pt_serverapp_t **out)
 {
     pt_serverapp_t *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -435,11 +444,12 @@ pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id, con
     pt_u64map_init(&s->pulls);
     pthread_mutex_init(&s->mu, NULL);
     s->app_dir = strdup(app_dir);
+    s->self_exe = self_exe ? strdup(self_exe) : NULL;
     s->config_holder = petal_recorddict_alloc();
     petal_configrecord_t *cfg =
         s->config_holder ? petal_recorddict_add_config(s->config_holder, PT_CONFIG_HOLDER_NAME)
                          : NULL;
-    if (s->app_dir == NULL || cfg == NULL) {
+    if (s->app_dir == NULL || cfg == NULL || (self_exe != NULL && s->self_exe == NULL)) {
         goto fail;
     }
     const char *name;
@@ -458,6 +468,7 @@ pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id, con
     return 0;
 fail:
     pthread_mutex_destroy(&s->mu);
+    free(s->self_exe);
     free(s->app_dir);
     petal_recorddict_free(s->config_holder);
     free(s);
@@ -481,6 +492,7 @@ pt_serverapp_join(pt_serverapp_t *s)
     }
     pt_u64map_fini(&s->pulls);
     pthread_mutex_destroy(&s->mu);
+    free(s->self_exe);
     free(s->app_dir);
     petal_recorddict_free(s->config_holder);
     free(s);

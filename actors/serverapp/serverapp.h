@@ -27,10 +27,12 @@ typedef struct pt_run_observer {
     void (*on_done)(void *ctx, uint64_t run_id, int result, const char *reason);
 } pt_run_observer_t;
 
-/* Starts the run's ServerApp thread. `run_config` is copied. Loop thread. */
+/* Starts the run's ServerApp thread. `run_config` is copied. With `self_exe` non-NULL the
+ * ServerApp's main() runs in a child process (`self_exe --serverapp-child FD`, process
+ * isolation) whose Grid calls this thread serves. Loop thread. */
 int pt_serverapp_start(pt_runtime_t *rt, pt_actor_t *superlink, uint64_t run_id,
                        const char *app_dir, const petal_configrecord_t *run_config,
-                       pt_run_observer_t *observer, pt_serverapp_t **out);
+                       pt_run_observer_t *observer, const char *self_exe, pt_serverapp_t **out);
 /* Asks the run to stop: Grid calls return PETAL_ECLOSED from now on (a waiting one at once), so
  * main() returns. Any thread. */
 void pt_serverapp_stop(pt_serverapp_t *s);

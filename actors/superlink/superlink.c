@@ -810,6 +810,10 @@ pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linksta
                  base ? base : (getenv("HOME") ? getenv("HOME") : "/tmp"), base ? "" : "/.cache");
     }
     sl->opts.cache_dir = sl->cache_dir;
+    if (opts->serverapp_exe != NULL) {
+        snprintf(sl->serverapp_exe, sizeof(sl->serverapp_exe), "%s", opts->serverapp_exe);
+        sl->opts.serverapp_exe = sl->serverapp_exe;
+    }
     pt_u64map_init(&sl->pending);
     pt_u64map_init(&sl->runs);
     seed_message_ids();

@@ -18,6 +18,8 @@ typedef struct pt_superlink_opts {
     const char *cache_dir;       /* where submitted bundles are unpacked; NULL: default */
     double heartbeat_interval;   /* seconds; 0 = 30. A node missing 3 is offline. */
     int exit_when_idle;          /* petal sim: shut the runtime down when the last run finished */
+    const char *serverapp_exe;   /* process isolation: run ServerApps as `EXE --serverapp-child`;
+                                  * NULL: in threads of this process */
 } pt_superlink_opts_t;
 
 /* Spawns the actor and starts listening (loop thread, before or while the runtime runs). Takes

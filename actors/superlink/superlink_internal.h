@@ -55,7 +55,7 @@ struct pt_superlink {
     pt_linkstate_t *ls;
     pt_listener_t *listener, *control_listener;
     pt_superlink_opts_t opts;
-    char fleet_address[256], control_address[256], cache_dir[4096];
+    char fleet_address[256], control_address[256], cache_dir[4096], serverapp_exe[4096];
     link_conn_t *conns;
     link_conn_t **node_conn; /* node id - 1 -> its connection (NULL when offline) */
     uint64_t node_conn_cap;

@@ -146,7 +146,7 @@ pt_sl_run_start(pt_superlink_t *sl, const char *app_dir, const char *bundle_hash
         re->observer = &re->recorder;
     }
     rc = pt_serverapp_start(sl->rt, sl->actor, id, run.app_dir, run.run_config, re->observer,
-                            &re->serverapp);
+                            sl->opts.serverapp_exe, &re->serverapp);
     if (rc != 0) {
         snprintf(err, err_cap, "cannot start the ServerApp: %s", petal_strerror(rc));
         sl->ls->ops->run_set_status(sl->ls, id, PT_RUN_FINISHED, PT_RUN_FAILED, err, now);

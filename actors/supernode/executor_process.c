@@ -300,12 +300,20 @@ handle(pt_actor_t *self, pt_msg_t *m)
     case PT_MSG_CONN_DOWN:
         if (((pt_conn_event_t *)m)->conn == p->conn) {
             p->conn = NULL;
-            child_gone(p, "it closed its connection");
+            if (p->child != NULL) {
+                /* Its exit says why (the signal); a child that only closed the socket is ended. */
+                pt_process_kill(p->child, SIGKILL);
+            } else {
+                child_gone(p, "it closed its connection");
+            }
         }
         break;
     case PT_MSG_PROCESS_EXIT: {
         pt_process_exit_t *e = (pt_process_exit_t *)m;
         char why[128];
+        if (e->p != p->child) {
+            break; /* an earlier child, already replaced */
+        }
         if (e->term_signal != 0) {
             snprintf(why, sizeof(why), "killed by signal %d (%s)", e->term_signal,
                      strsignal(e->term_signal));

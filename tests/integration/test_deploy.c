@@ -904,6 +904,24 @@ assert_w(const float w[W_LEN], double delta)
 /* ---- Fixtures ---------------------------------------------------------------------------------
  */
 
+/* In the runner process: reaps what the sweep killed. The runner is a child subreaper (see
+ * main), so daemons orphaned by a crashed test process end up here instead of as zombies. */
+static void
+reap_orphans(void)
+{
+    double deadline = now_s() + 5;
+    for (;;) {
+        pid_t w = waitpid(-1, NULL, WNOHANG);
+        if (w > 0) {
+            continue;
+        }
+        if (w < 0 || now_s() > deadline) {
+            return; /* ECHILD: none left */
+        }
+        nap_ms(10);
+    }
+}
+
 /* Made and removed in the runner process (an unchecked fixture), so it goes away and the tag
  * is swept even when a test fails inside its forked child. */
 static void
@@ -920,6 +938,11 @@ static void
 suite_teardown(void)
 {
     sweep_tagged();
+    reap_orphans();
+    if (getenv("PETAL_TEST_KEEP") != NULL && rootdir[0] != '\0') {
+        fprintf(stderr, "test_deploy: PETAL_TEST_KEEP: the logs stay in %s\n", rootdir);
+        rootdir[0] = '\0';
+    }
     if (rootdir[0] != '\0') {
         nftw(rootdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         rootdir[0] = '\0';
@@ -1093,6 +1116,8 @@ START_TEST(test_superlink_restart)
     uint64_t id_b = supernode_id(b);
     char *before = wait_online(&l, 2, START_TIMEOUT);
     ck_assert_int_eq(count_text(before, "\"node-id\": "), 2);
+    ck_assert_int_eq(node_online(before, id_a), 1);
+    ck_assert_int_eq(node_online(before, id_b), 1);
 
     proc_t *run = run_in_background(&l, "num-server-rounds=50 slow-ms=200", NULL, NULL);
     int64_t run_id = submitted_run_id(run);
@@ -1171,9 +1196,11 @@ START_TEST(test_process_isolation_crash)
     load_w(arr, w);
     assert_w(w, 2 * fedavg_step(0x5));
 
-    char want[128];
-    snprintf(want, sizeof(want), "node %llu failed: CLIENT_APP_CRASHED",
-             (unsigned long long)ids[1]);
+    char want[160];
+    snprintf(want, sizeof(want),
+             "node %llu failed: CLIENT_APP_CRASHED: the ClientApp process crashed: killed by "
+             "signal %d",
+             (unsigned long long)ids[1], SIGSEGV);
     char *log = text_of(l.p->err);
     ck_assert_msg(strstr(log, want) != NULL, "the SuperLink's log lacks \"%s\":\n%s", want, log);
     free(log);
@@ -1431,8 +1458,10 @@ deploy_suite(void)
 int
 main(void)
 {
+    /* Orphaned grandchildren (a test process that crashed) are reparented to this process. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     SRunner *sr = srunner_create(deploy_suite());
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -19,6 +19,7 @@ static const char *const cmake_template[] = {
     "set_target_properties(client PROPERTIES PREFIX \"\" LIBRARY_OUTPUT_DIRECTORY ",
     "${CMAKE_BINARY_DIR}/app)\n",
     "configure_file(petal.toml ${CMAKE_BINARY_DIR}/app/petal.toml COPYONLY)\n",
+    "@SERVER_CMAKE@",
     NULL,
 };
 
@@ -28,6 +29,7 @@ static const char *const toml_template[] = {
     "name = \"@NAME@\"\n",
     "version = \"0.1.0\"\n",
     "client = \"client.so\"\n",
+    "@SERVER@",
     "\n",
     "[app.config]\n",
     "strategy = \"fedavg\"\n",
@@ -235,6 +237,163 @@ static const char *const client_template[] = {
     NULL,
 };
 
+static const char *const server_template[] = {
+    "/* server.c - the @NAME@ ServerApp: FedAvg written out over the Grid API. */\n",
+    "#include <string.h>\n",
+    "#include <time.h>\n",
+    "\n",
+    "#include <petal/plugin.h>\n",
+    "\n",
+    "/* PETAL_PLUGIN_INIT is in client.c's plugin; this .so needs its own. */\n",
+    "PETAL_PLUGIN_INIT;\n",
+    "\n",
+    "#define N (4 + 1) /* the model: 4 weights and a bias, as in client.c */\n",
+    "#define MAX_NODES 1024\n",
+    "\n",
+    "/* What the replies of one phase add up to. */\n",
+    "typedef struct fold {\n",
+    "    double sum[N];\n",
+    "    double weight, loss;\n",
+    "    int64_t replies, failures;\n",
+    "} fold_t;\n",
+    "\n",
+    "static int32_t\n",
+    "fold_reply(void *ctx, const petal_message_t *reply)\n",
+    "{\n",
+    "    fold_t *f = ctx;\n",
+    "    const petal_recorddict_t *c = petal_message_content(reply);\n",
+    "    const petal_metricrecord_t *m = c ? petal_recorddict_metrics(c, \"metrics\") : NULL;\n",
+    "    petal_value_t v;\n",
+    "    double n = 0, loss = 0;\n",
+    "    if (m == NULL || petal_metricrecord_get(m, \"num-examples\", &v) != 0 ||\n",
+    "        petal_value_as_f64(&v, &n) != 0 || n <= 0) {\n",
+    "        f->failures++; /* an error reply, or one without num-examples */\n",
+    "        return 0;\n",
+    "    }\n",
+    "    if (petal_metricrecord_get(m, \"train-loss\", &v) == 0 ||\n",
+    "        petal_metricrecord_get(m, \"eval-loss\", &v) == 0) {\n",
+    "        petal_value_as_f64(&v, &loss);\n",
+    "    }\n",
+    "    const petal_arrayrecord_t *ar = petal_recorddict_arrays(c, \"arrays\");\n",
+    "    const petal_array_t *a = ar ? petal_arrayrecord_get(ar, \"wb\") : NULL;\n",
+    "    if (a != NULL && petal_array_numel(a) == N) {\n",
+    "        const float *x = petal_array_data(a);\n",
+    "        for (int i = 0; i < N; i++) {\n",
+    "            f->sum[i] += n * x[i];\n",
+    "        }\n",
+    "    }\n",
+    "    f->weight += n;\n",
+    "    f->loss += n * loss;\n",
+    "    f->replies++;\n",
+    "    return 0;\n",
+    "}\n",
+    "\n",
+    "static petal_message_t *\n",
+    "instruction(const char *type, uint64_t node, const float *wb, int64_t round)\n",
+    "{\n",
+    "    petal_recorddict_t *rd = petal_recorddict_alloc();\n",
+    "    petal_arrayrecord_t *ar = petal_recorddict_add_arrays(rd, \"arrays\");\n",
+    "    uint64_t shape[1] = {N};\n",
+    "    petal_array_t *a = petal_arrayrecord_add(ar, \"wb\", PETAL_DTYPE_FLOAT32, 1, shape);\n",
+    "    memcpy(petal_array_data_mut(a), wb, sizeof(float) * N);\n",
+    "    petal_configrecord_t *cfg = petal_recorddict_add_config(rd, \"config\");\n",
+    "    petal_value_t v = petal_value_i64(round);\n",
+    "    petal_configrecord_set(cfg, \"server-round\", &v);\n",
+    "    return petal_message_alloc(rd, type, node, \"\", 0);\n",
+    "}\n",
+    "\n",
+    "/* Sends `type` with the model to every node; returns the fold of their replies. */\n",
+    "static fold_t\n",
+    "phase(petal_grid_t *grid, const char *type, const float *wb, int64_t round)\n",
+    "{\n",
+    "    fold_t f;\n",
+    "    memset(&f, 0, sizeof(f));\n",
+    "    uint64_t ids[MAX_NODES];\n",
+    "    int64_t n = petal_grid_node_ids(grid, ids, MAX_NODES);\n",
+    "    petal_message_t *msgs[MAX_NODES];\n",
+    "    for (int64_t i = 0; i < n && i < MAX_NODES; i++) {\n",
+    "        msgs[i] = instruction(type, ids[i], wb, round);\n",
+    "    }\n",
+    "    petal_grid_send_and_stream(grid, msgs, n < MAX_NODES ? (uint64_t)n : MAX_NODES, 60, "
+    "fold_reply,\n",
+    "                               &f);\n",
+    "    return f;\n",
+    "}\n",
+    "\n",
+    "static void\n",
+    "record(petal_grid_t *grid, int64_t round, const char *phase_name, const char *loss_key,\n",
+    "       const fold_t *f)\n",
+    "{\n",
+    "    petal_recorddict_t *rd = petal_recorddict_alloc();\n",
+    "    petal_metricrecord_t *m = petal_recorddict_add_metrics(rd, \"metrics\");\n",
+    "    petal_value_t v = petal_value_f64(f->weight > 0 ? f->loss / f->weight : 0);\n",
+    "    petal_metricrecord_set(m, loss_key, &v);\n",
+    "    v = petal_value_i64(f->replies);\n",
+    "    petal_metricrecord_set(m, \"num-replies\", &v);\n",
+    "    v = petal_value_i64(f->failures);\n",
+    "    petal_metricrecord_set(m, \"num-failures\", &v);\n",
+    "    petal_grid_record_metrics(grid, (uint32_t)round, phase_name, m);\n",
+    "    petal_recorddict_free(rd);\n",
+    "}\n",
+    "\n",
+    "static int32_t\n",
+    "server_main(petal_grid_t *grid, petal_context_t *ctx)\n",
+    "{\n",
+    "    petal_value_t v;\n",
+    "    int64_t rounds = 3;\n",
+    "    if (petal_configrecord_get(petal_context_run_config(ctx), \"num-server-rounds\", &v) == "
+    "0) {\n",
+    "        petal_value_as_i64(&v, &rounds);\n",
+    "    }\n",
+    "    /* Wait (up to a minute) for two nodes. */\n",
+    "    for (int i = 0; i < 600 && petal_grid_node_ids(grid, NULL, 0) < 2; i++) {\n",
+    "        struct timespec ts = {0, 100 * 1000 * 1000};\n",
+    "        nanosleep(&ts, NULL);\n",
+    "    }\n",
+    "    float wb[N] = {0};\n",
+    "    for (int64_t r = 1; r <= rounds; r++) {\n",
+    "        fold_t t = phase(grid, \"train\", wb, r);\n",
+    "        if (t.weight <= 0) {\n",
+    "            petal_context_set_error(ctx, \"round %lld: no train reply\", (long long)r);\n",
+    "            return PETAL_E_SERVER_APP_RAISED_EXCEPTION;\n",
+    "        }\n",
+    "        for (int i = 0; i < N; i++) {\n",
+    "            wb[i] = (float)(t.sum[i] / t.weight); /* FedAvg: weighted by num-examples */\n",
+    "        }\n",
+    "        record(grid, r, \"train\", \"train-loss\", &t);\n",
+    "        fold_t e = phase(grid, \"evaluate\", wb, r);\n",
+    "        record(grid, r, \"evaluate\", \"eval-loss\", &e);\n",
+    "    }\n",
+    "    petal_recorddict_t *rd = petal_recorddict_alloc();\n",
+    "    petal_arrayrecord_t *ar = petal_recorddict_add_arrays(rd, \"arrays\");\n",
+    "    uint64_t shape[1] = {N};\n",
+    "    petal_array_t *a = petal_arrayrecord_add(ar, \"wb\", PETAL_DTYPE_FLOAT32, 1, shape);\n",
+    "    memcpy(petal_array_data_mut(a), wb, sizeof(wb));\n",
+    "    petal_grid_set_final_arrays(grid, ar);\n",
+    "    petal_recorddict_free(rd);\n",
+    "    return 0;\n",
+    "}\n",
+    "\n",
+    "static const petal_server_ops_t ops = {\n",
+    "    .struct_size = sizeof(petal_server_ops_t),\n",
+    "    .abi_version = PETAL_ABI_VERSION,\n",
+    "    .main = server_main,\n",
+    "};\n",
+    "\n",
+    "PETAL_PLUGIN_EXPORT int32_t\n",
+    "petal_plugin_entry_v1(const petal_host_api_v1_t *host, petal_plugin_info_t *info)\n",
+    "{\n",
+    "    PETAL_PLUGIN_ENTRY_BEGIN(host);\n",
+    "    info->abi_version = PETAL_ABI_VERSION;\n",
+    "    info->kind = PETAL_PLUGIN_SERVER;\n",
+    "    info->name = \"@NAME@-server\";\n",
+    "    info->version = \"0.1.0\";\n",
+    "    info->server = &ops;\n",
+    "    return 0;\n",
+    "}\n",
+    NULL,
+};
+
 static const char *const readme_template[] = {
     "# @NAME@\n\n",
     "A Petal app: a ClientApp plugin (`client.c`) and its manifest (`petal.toml`). The built-in\n",
@@ -247,6 +406,17 @@ static const char *const readme_template[] = {
     NULL,
 };
 
+static int with_server; /* petal new --server */
+
+static const char server_toml_line[] =
+    "server = \"server.so\"   # main(grid, context): FedAvg by hand\n";
+static const char server_cmake[] =
+    "\n# The optional ServerApp: FedAvg written out over the Grid (without it the default runs).\n"
+    "add_library(server MODULE server.c)\n"
+    "target_link_libraries(server PRIVATE Petal::plugin)\n"
+    "set_target_properties(server PROPERTIES PREFIX \"\" LIBRARY_OUTPUT_DIRECTORY "
+    "${CMAKE_BINARY_DIR}/app)\n";
+
 static int
 write_file(const char *dir, const char *file, const char *const *template, const char *name)
 {
@@ -258,6 +428,12 @@ write_file(const char *dir, const char *file, const char *const *template, const
         return -1;
     }
     for (size_t i = 0; template[i] != NULL; i++) {
+        if (strcmp(template[i], "@SERVER@") == 0 || strcmp(template[i], "@SERVER_CMAKE@") == 0) {
+            if (with_server) {
+                fputs(strcmp(template[i], "@SERVER@") == 0 ? server_toml_line : server_cmake, f);
+            }
+            continue;
+        }
         for (const char *p = template[i]; *p != '\0';) {
             const char *at = strstr(p, "@NAME@");
             size_t n = at ? (size_t)(at - p) : strlen(p);
@@ -279,14 +455,28 @@ write_file(const char *dir, const char *file, const char *const *template, const
 int
 petal_cmd_new(int argc, char **argv)
 {
-    if (argc != 2 || argv[1][0] == '-') {
-        fprintf(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
-                "usage: petal new NAME\n\nWrites NAME/ with CMakeLists.txt, client.c, petal.toml "
-                "and README.md:\na ClientApp that builds against an installed Petal and runs "
-                "with `petal sim`.\n");
-        return argc == 2 && strcmp(argv[1], "--help") == 0 ? PETAL_EXIT_OK : PETAL_EXIT_USAGE;
+    const char *usage = "usage: petal new NAME [--server]\n\nWrites NAME/ with CMakeLists.txt, "
+                        "client.c, petal.toml and README.md: a ClientApp\nthat builds against an "
+                        "installed Petal and runs with `petal sim`. --server adds\nserver.c, a "
+                        "ServerApp plugin that runs FedAvg over the Grid API by hand.\n";
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return PETAL_EXIT_OK;
+        } else if (strcmp(argv[i], "--server") == 0) {
+            with_server = 1;
+        } else if (argv[i][0] != '-' && path == NULL) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "petal new: unexpected argument '%s'\n\n%s", argv[i], usage);
+            return PETAL_EXIT_USAGE;
+        }
     }
-    const char *path = argv[1];
+    if (path == NULL) {
+        fputs(usage, stderr);
+        return PETAL_EXIT_USAGE;
+    }
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (name[0] == '\0' || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                         "0123456789_-") != strlen(name)) {
@@ -300,7 +490,8 @@ petal_cmd_new(int argc, char **argv)
     if (write_file(path, "CMakeLists.txt", cmake_template, name) != 0 ||
         write_file(path, "petal.toml", toml_template, name) != 0 ||
         write_file(path, "client.c", client_template, name) != 0 ||
-        write_file(path, "README.md", readme_template, name) != 0) {
+        write_file(path, "README.md", readme_template, name) != 0 ||
+        (with_server && write_file(path, "server.c", server_template, name) != 0)) {
         return PETAL_EXIT_RUN_FAILED;
     }
     printf(

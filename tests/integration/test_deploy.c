@@ -52,6 +52,8 @@
 #define SUPERLINK_BIN BIN_DIR "/petal-superlink"
 #define SUPERNODE_BIN BIN_DIR "/petal-supernode"
 #define TESTKIT_DIR PETAL_BUILD_DIR "/plugins/testkit"
+#define QUICKSTART_DIR PETAL_BUILD_DIR "/plugins/quickstart"
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist" /* PETAL_FMNIST_DEFAULT_DIR */
 #define TAG_VAR "PETAL_DEPLOY_TEST_TAG"
 #define CLI_TIMEOUT 30.0   /* one petal ls/nodes/log/stop call */
 #define START_TIMEOUT 15.0 /* a daemon's first sign of life */
@@ -850,9 +852,10 @@ assert_same_rounds(const char *a, const char *b, uint32_t rounds)
     }
 }
 
-/* Decodes a --save-arrays file and copies its float32 "w" into w. */
-static void
-load_w(const char *path, float w[W_LEN])
+/* Decodes a --save-arrays file (a RecordDict with the ArrayRecord "arrays"); *buf_out holds
+ * the bytes the arrays point into. */
+static petal_recorddict_t *
+load_arrays(const char *path, pt_buf_t **buf_out)
 {
     size_t len;
     char *data = read_all(path, &len);
@@ -867,14 +870,59 @@ load_w(const char *path, float w[W_LEN])
     char err[256] = "";
     int rc = pt_codec_decode_recorddict(buf, 0, len, &limits, &d, err, sizeof(err));
     ck_assert_msg(rc == 0, "%s does not decode: %s", path, err);
-    const petal_arrayrecord_t *ar = petal_recorddict_arrays(d, "arrays");
-    const petal_array_t *a = ar != NULL ? petal_arrayrecord_get(ar, "w") : NULL;
+    ck_assert_msg(petal_recorddict_arrays(d, "arrays") != NULL, "%s has no \"arrays\"", path);
+    *buf_out = buf;
+    return d;
+}
+
+/* The float32 "w" of a testkit --save-arrays file. */
+static void
+load_w(const char *path, float w[W_LEN])
+{
+    pt_buf_t *buf;
+    petal_recorddict_t *d = load_arrays(path, &buf);
+    const petal_array_t *a = petal_arrayrecord_get(petal_recorddict_arrays(d, "arrays"), "w");
     ck_assert_msg(a != NULL, "%s has no array \"w\" in \"arrays\"", path);
     ck_assert_int_eq(petal_array_dtype(a), PETAL_DTYPE_FLOAT32);
     ck_assert_uint_eq(petal_array_numel(a), W_LEN);
     memcpy(w, petal_array_data(a), sizeof(float) * W_LEN);
     petal_recorddict_free(d);
     pt_buf_release(buf);
+}
+
+/* Two --save-arrays files hold the same arrays (names, dtypes, shapes), float32 values within
+ * `tol` of each other. */
+static void
+assert_same_arrays(const char *path_a, const char *path_b, double tol)
+{
+    pt_buf_t *ba, *bb;
+    petal_recorddict_t *da = load_arrays(path_a, &ba), *db = load_arrays(path_b, &bb);
+    const petal_arrayrecord_t *a = petal_recorddict_arrays(da, "arrays");
+    const petal_arrayrecord_t *b = petal_recorddict_arrays(db, "arrays");
+    ck_assert_uint_eq(petal_arrayrecord_count(a), petal_arrayrecord_count(b));
+    ck_assert_uint_gt(petal_arrayrecord_count(a), 0);
+    for (uint64_t i = 0; i < petal_arrayrecord_count(a); i++) {
+        const char *name = petal_arrayrecord_name_at(a, i);
+        const petal_array_t *x = petal_arrayrecord_at(a, i);
+        const petal_array_t *y = petal_arrayrecord_get(b, name);
+        ck_assert_msg(y != NULL, "array \"%s\" is only in %s", name, path_a);
+        ck_assert_int_eq(petal_array_dtype(x), PETAL_DTYPE_FLOAT32);
+        ck_assert_int_eq(petal_array_dtype(y), PETAL_DTYPE_FLOAT32);
+        ck_assert_uint_eq(petal_array_ndim(x), petal_array_ndim(y));
+        for (uint32_t k = 0; k < petal_array_ndim(x); k++) {
+            ck_assert_uint_eq(petal_array_shape(x)[k], petal_array_shape(y)[k]);
+        }
+        const float *fx = petal_array_data(x), *fy = petal_array_data(y);
+        for (uint64_t k = 0; k < petal_array_numel(x); k++) {
+            ck_assert_msg(fabs((double)fx[k] - (double)fy[k]) <= tol,
+                          "%s[%llu]: simulation %.9g, deployment %.9g", name, (unsigned long long)k,
+                          (double)fx[k], (double)fy[k]);
+        }
+    }
+    petal_recorddict_free(da);
+    petal_recorddict_free(db);
+    pt_buf_release(ba);
+    pt_buf_release(bb);
 }
 
 /* One FedAvg round of testkit over the partitions in `mask`: what it adds to every w[i]. */
@@ -1008,14 +1056,10 @@ START_TEST(test_parity_with_simulation)
         free(err);
     }
 
-    float ws[W_LEN], wd[W_LEN];
-    load_w(sim_arr, ws);
-    load_w(dep_arr, wd);
-    for (int i = 0; i < W_LEN; i++) {
-        ck_assert_msg(fabs((double)ws[i] - (double)wd[i]) <= 1e-6,
-                      "w[%d]: simulation %.9g, deployment %.9g", i, (double)ws[i], (double)wd[i]);
-    }
-    assert_w(wd, 3 * fedavg_step(0x7));
+    assert_same_arrays(sim_arr, dep_arr, 1e-6);
+    float w[W_LEN];
+    load_w(dep_arr, w);
+    assert_w(w, 3 * fedavg_step(0x7));
     char *a = read_all(sim_hist, NULL), *b = read_all(dep_hist, NULL);
     ck_assert_msg(a != NULL && b != NULL, "a --history file is missing");
     assert_same_rounds(a, b, 3);
@@ -1032,6 +1076,48 @@ START_TEST(test_parity_with_simulation)
     ck_assert_msg(strstr(r.out, "round 3/3") && strstr(r.out, "finished:completed"),
                   "petal log 1:\n%s", r.out);
     tool_free(&r);
+}
+END_TEST
+
+/* The quickstart app (Fashion-MNIST, an MLP): the same .so files, the same model, whether
+ * simulated or deployed, here with the ClientApps in their own processes. */
+START_TEST(test_parity_quickstart)
+{
+    char sim_hist[PATH_CAP], sim_arr[PATH_CAP], dep_hist[PATH_CAP], dep_arr[PATH_CAP];
+    work_path(sim_hist, sizeof(sim_hist), "sim-history.json");
+    work_path(sim_arr, sizeof(sim_arr), "sim-arrays.bin");
+    work_path(dep_hist, sizeof(dep_hist), "deploy-history.json");
+    work_path(dep_arr, sizeof(dep_arr), "deploy-arrays.bin");
+    if (access(FMNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0 &&
+        access(FMNIST_DIR "/train-images-idx3-ubyte", R_OK) != 0) {
+        fprintf(stderr, "test_parity_quickstart: skipped, no Fashion-MNIST in " FMNIST_DIR
+                        " (apt install dataset-fashion-mnist)\n");
+        return;
+    }
+    const char *cfg = "num-server-rounds=2";
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "sim", QUICKSTART_DIR, "--num-supernodes", "2", "--seed",
+             "3", "--run-config", cfg, "--history", sim_hist, "--save-arrays", sim_arr, NULL);
+    assert_ok(&r, "petal sim");
+    tool_free(&r);
+
+    superlink_t l;
+    superlink_start(&l, NULL);
+    proc_t *nodes[2];
+    uint64_t ids[2];
+    supernodes_start(&l, 2, nodes, ids, "--isolation", "process");
+    free(wait_online(&l, 2, START_TIMEOUT));
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", QUICKSTART_DIR, "--superlink", l.control,
+             "--insecure", "--seed", "3", "--run-config", cfg, "--history", dep_hist,
+             "--save-arrays", dep_arr, NULL);
+    assert_ok(&r, "petal run");
+    tool_free(&r);
+    assert_same_arrays(sim_arr, dep_arr, 1e-6);
+    char *a = read_all(sim_hist, NULL), *b = read_all(dep_hist, NULL);
+    ck_assert_msg(a != NULL && b != NULL, "a --history file is missing");
+    assert_same_rounds(a, b, 2);
+    free(a);
+    free(b);
 }
 END_TEST
 
@@ -1436,6 +1522,7 @@ deploy_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 100);
     tcase_add_test(tc, test_parity_with_simulation);
+    tcase_add_test(tc, test_parity_quickstart);
     tcase_add_test(tc, test_supernode_killed_mid_round);
     tcase_add_test(tc, test_superlink_restart);
     tcase_add_test(tc, test_process_isolation_crash);

@@ -122,5 +122,33 @@ else
     fi
 fi
 
+# 6. petal new --server: the ServerApp plugin (FedAvg over the Grid by hand) builds and drives the run.
+checks=$((checks + 1))
+if ! "$petal" new withserver --server >"$tmp/new3.log" 2>&1; then
+    fail "petal new withserver --server failed: $(cat "$tmp/new3.log")"
+elif ! grep -q '^server = "server.so"' withserver/petal.toml; then
+    fail "petal new --server wrote no server line into petal.toml"
+elif ! cmake -S withserver -B withserver/build -DCMAKE_PREFIX_PATH="$tmp/prefix"     >"$tmp/configure3.log" 2>&1 || ! cmake --build withserver/build >"$tmp/build3.log" 2>&1; then
+    fail "the --server project does not build"
+    sed 's/^/    /' "$tmp/build3.log" >&2
+elif ! [ -f withserver/build/app/server.so ]; then
+    fail "the --server project built no app/server.so"
+else
+    "$petal" sim withserver/build/app --num-supernodes 3 --run-config "num-server-rounds=2" \
+        --history "$tmp/h3.json" >"$tmp/sim3.out" 2>"$tmp/sim3.err"
+    rc=$?
+    # The hand-written server records train and evaluate metrics, and its loss must go down.
+    l1=$(sed -n 's/.*"round": 1, "train": {"train-loss":\([0-9.e+-]*\).*/\1/p' "$tmp/h3.json")
+    l2=$(sed -n 's/.*"round": 2, "train": {"train-loss":\([0-9.e+-]*\).*/\1/p' "$tmp/h3.json")
+    if [ $rc -ne 0 ] || ! grep -q "round 2/2" "$tmp/sim3.out"; then
+        fail "petal sim of the --server app exited $rc"
+        sed 's/^/    /' "$tmp/sim3.out" "$tmp/sim3.err" >&2
+    elif [ -z "$l1" ] || [ -z "$l2" ] || ! awk "BEGIN { exit !($l2 < $l1) }"; then
+        fail "the server plugin's train-loss did not go down: round 1 '$l1', round 2 '$l2'"
+    else
+        pass "petal new --server: the server plugin ran 2 rounds (train-loss $l1 -> $l2)"
+    fi
+fi
+
 echo "$((checks - failures)) passed, $failures failed"
 [ $failures -eq 0 ]

@@ -230,9 +230,16 @@ grid_send_and_stream(petal_grid_t *g, petal_message_t **msgs, uint64_t n, double
             rmd.reply_to_message_id = md->message_id;
             rmd.created_at = pt_now_seconds();
             char reason[160];
-            snprintf(reason, sizeof(reason), "no reply from node %llu within %.1f s",
-                     (unsigned long long)md->dst_node_id,
-                     timeout > 0 ? timeout : DEFAULT_TIMEOUT_S);
+            if (is_stopping(s)) {
+                snprintf(reason, sizeof(reason),
+                         "the run is stopping: node %llu's reply is no "
+                         "longer awaited",
+                         (unsigned long long)md->dst_node_id);
+            } else {
+                snprintf(reason, sizeof(reason), "no reply from node %llu within %.1f s",
+                         (unsigned long long)md->dst_node_id,
+                         timeout > 0 ? timeout : DEFAULT_TIMEOUT_S);
+            }
             petal_message_t *err =
                 pt_message_alloc_error(&rmd, PETAL_E_REPLY_MESSAGE_UNAVAILABLE, reason);
             if (err == NULL) {

@@ -157,7 +157,13 @@ on_reply(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
         PT_DEBUG("reply to unknown or expired message %llu from node %llu; dropped",
                  (unsigned long long)to, (unsigned long long)md->src_node_id);
         if (lc->keyed && ref == NULL) {
-            send_ack(lc, to); /* so the node stops sending it */
+            /* Nobody waits for it (answered already, or its run ended with an earlier SuperLink
+             * process): forget the stored instruction and let the node forget its reply. */
+            petal_message_t *stale = sl->ls->ops->msg_take(sl->ls, to);
+            if (stale != NULL) {
+                pt_message_release(stale);
+            }
+            send_ack(lc, to);
         }
         return;
     }
@@ -204,10 +210,21 @@ conn_of_node(pt_superlink_t *sl, uint64_t node_id)
     return node_id >= 1 && node_id <= sl->node_conn_cap ? sl->node_conn[node_id - 1] : NULL;
 }
 
+typedef struct redeliver {
+    pt_superlink_t *sl;
+    link_conn_t *lc;
+} redeliver_t;
+
 static void
 redeliver_cb(void *ctx, petal_message_t *m)
 {
-    link_conn_t *lc = ctx;
+    redeliver_t *r = ctx;
+    link_conn_t *lc = r->lc;
+    /* Only instructions someone still waits for: those of runs that ended (say, with an
+     * earlier SuperLink process) stay stored until their TTL, but are not executed again. */
+    if (pt_u64map_get(&r->sl->pending, pt_message_md(m)->message_id) == NULL) {
+        return;
+    }
     pt_frame_t *f = pt_frame_alloc(PT_FLEET_INSTRUCTION, pt_message_hold(m));
     if (f == NULL) {
         pt_message_release(m);
@@ -287,7 +304,8 @@ on_hello(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     }
     welcome(sl, lc);
     if (lc->keyed) {
-        int64_t n = sl->ls->ops->msg_for_node(sl->ls, first, redeliver_cb, lc);
+        redeliver_t r = {sl, lc};
+        int64_t n = sl->ls->ops->msg_for_node(sl->ls, first, redeliver_cb, &r);
         PT_INFO("node %llu registered from %s%s", (unsigned long long)first, pt_conn_peer(lc->conn),
                 n > 0 ? " (pending instructions sent again)" : "");
     } else {

@@ -35,7 +35,7 @@ on_start_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     if (bytes == NULL || petal_array_dtype(bytes) != PETAL_DTYPE_UINT8 ||
         petal_array_ndim(bytes) != 1) {
         pt_sl_send_error(lc, PETAL_EINVAL,
-                         "start-run: no app bundle (uint8 array 'bytes' in "
+                         "no app bundle (uint8 array 'bytes' in "
                          "ArrayRecord 'bundle')");
         return;
     }
@@ -51,14 +51,14 @@ on_start_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     }
     if (rc != 0) {
         char text[700];
-        snprintf(text, sizeof(text), "start-run: the app bundle was refused: %s", err);
+        snprintf(text, sizeof(text), "the app bundle was refused: %s", err);
         PT_WARN("%s (from %s)", text, pt_conn_peer(lc->conn));
         pt_sl_send_error(lc, PETAL_E_INVALID_BUNDLE, text);
         return;
     }
     rc = sl->ls->ops->bundle_put(sl->ls, hash, data, len);
     if (rc != 0) {
-        pt_sl_send_error(lc, rc, "start-run: cannot store the bundle");
+        pt_sl_send_error(lc, rc, "cannot store the bundle");
         return;
     }
     /* The run config as submitted (the CLI merged petal.toml and --run-config). */
@@ -73,7 +73,7 @@ on_start_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     }
     if (!ok) {
         petal_recorddict_free(holder);
-        pt_sl_send_error(lc, PETAL_ENOMEM, "start-run: out of memory");
+        pt_sl_send_error(lc, PETAL_ENOMEM, "out of memory");
         return;
     }
     uint64_t run_id;
@@ -214,7 +214,7 @@ pt_sl_control_send_log(pt_superlink_t *sl, link_conn_t *lc, uint64_t run_id, uin
     }
     pt_run_rec_t run;
     if (sl->ls->ops->run_get(sl->ls, run_id, &run) != 0) {
-        pt_sl_send_error(lc, PETAL_ENOENT, "log: unknown run id");
+        pt_sl_send_error(lc, PETAL_ENOENT, "unknown run id");
         return;
     }
     int finished = run.status == PT_RUN_FINISHED;
@@ -259,7 +259,7 @@ on_stream_log(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     petal_value_t v;
     int follow = 0;
     if (pt_params_i64(p, "run-id", &run_id) != 0) {
-        pt_sl_send_error(lc, PETAL_EINVAL, "log: run-id missing");
+        pt_sl_send_error(lc, PETAL_EINVAL, "run-id missing");
         return;
     }
     pt_params_i64(p, "from", &from);
@@ -269,7 +269,7 @@ on_stream_log(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     pt_run_rec_t run;
     if (sl->ls->ops->run_get(sl->ls, (uint64_t)run_id, &run) != 0) {
         char text[96];
-        snprintf(text, sizeof(text), "log: no run %lld", (long long)run_id);
+        snprintf(text, sizeof(text), "no run %lld", (long long)run_id);
         pt_sl_send_error(lc, PETAL_ENOENT, text);
         return;
     }
@@ -290,14 +290,14 @@ on_stop_run(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
 {
     int64_t run_id;
     if (pt_params_i64(pt_frame_params(f), "run-id", &run_id) != 0) {
-        pt_sl_send_error(lc, PETAL_EINVAL, "stop: run-id missing");
+        pt_sl_send_error(lc, PETAL_EINVAL, "run-id missing");
         return;
     }
     int rc = pt_sl_run_stop(sl, (uint64_t)run_id);
     if (rc != 0) {
         char text[96];
         snprintf(text, sizeof(text),
-                 rc == PETAL_ENOENT ? "stop: no run %lld" : "stop: run %lld has finished already",
+                 rc == PETAL_ENOENT ? "no run %lld" : "run %lld has finished already",
                  (long long)run_id);
         pt_sl_send_error(lc, rc, text);
         return;
@@ -316,13 +316,13 @@ on_get_result(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
 {
     int64_t run_id;
     if (pt_params_i64(pt_frame_params(f), "run-id", &run_id) != 0) {
-        pt_sl_send_error(lc, PETAL_EINVAL, "result: run-id missing");
+        pt_sl_send_error(lc, PETAL_EINVAL, "run-id missing");
         return;
     }
     run_entry_t *re = pt_u64map_get(&sl->runs, (uint64_t)run_id);
     if (re == NULL || !re->done || re->history == NULL) {
         pt_sl_send_error(lc, PETAL_ENOENT,
-                         "result: the run is unknown, still running, or was recorded by an "
+                         "the run is unknown, still running, or was recorded by an "
                          "earlier SuperLink process (its history is not kept across restarts)");
         return;
     }

@@ -34,6 +34,8 @@ typedef struct proc_submit {
 
 enum child_state { CHILD_NONE, CHILD_STARTING, CHILD_READY, CHILD_FAILED };
 
+#define MAX_EARLY_EXITS 3
+
 struct pt_executor_process {
     pt_runtime_t *rt;
     pt_actor_t *actor, *owner;
@@ -50,6 +52,7 @@ struct pt_executor_process {
     pt_frame_t *queue_head, *queue_tail; /* instructions not yet in the child */
     pt_frame_t *current;                 /* the instruction in the child */
     int crashes;
+    int early_exits; /* children in a row that ended before connecting */
     int freeing;
 };
 
@@ -155,8 +158,9 @@ pump(pt_executor_process_t *p)
             if (run != NULL) {
                 pt_msg_free(&run->hdr);
             }
-            answer(p, f, PETAL_E_CLIENT_APP_CRASHED, "cannot hand the instruction to the "
-                                                     "ClientApp process");
+            answer(p, f, PETAL_E_CLIENT_APP_CRASHED,
+                   "cannot hand the instruction to the "
+                   "ClientApp process");
             continue;
         }
         p->current = f;
@@ -212,6 +216,14 @@ child_gone(pt_executor_process_t *p, const char *why)
         answer(p, p->current, PETAL_E_CLIENT_APP_CRASHED, reason);
         p->current = NULL;
         p->crashes++;
+    }
+    if (p->state == CHILD_STARTING && ++p->early_exits >= MAX_EARLY_EXITS) {
+        /* It never got as far as connecting: starting it again would only spin. */
+        p->state = CHILD_FAILED;
+        snprintf(p->error, sizeof(p->error),
+                 "the ClientApp process ended before connecting %d times in a row (last: %s)",
+                 MAX_EARLY_EXITS, why);
+        PT_ERROR("%s", p->error);
     }
     if (p->state != CHILD_FAILED) {
         p->state = CHILD_NONE; /* the next instruction starts a new one */
@@ -291,6 +303,7 @@ handle(pt_actor_t *self, pt_msg_t *m)
             break;
         }
         p->conn = ((pt_conn_event_t *)m)->conn;
+        p->early_exits = 0;
         send_init(p);
         pump(p);
         break;
@@ -490,10 +503,9 @@ child_init(child_t *c, pt_frame_t *f)
     }
     c->node_config = node;
     c->config = run ? pt_run_config_alloc(run) : NULL;
-    int rc = app_dir && c->config
-                 ? pt_clientapp_load(app_dir, pt_run_config_get(c->config), &c->app, err,
-                                     sizeof(err))
-                 : PETAL_EINVAL;
+    int rc = app_dir && c->config ? pt_clientapp_load(app_dir, pt_run_config_get(c->config),
+                                                      &c->app, err, sizeof(err))
+                                  : PETAL_EINVAL;
     if (rc != 0) {
         if (app_dir == NULL || c->config == NULL) {
             snprintf(err, sizeof(err), "malformed init from the SuperNode");

@@ -40,6 +40,11 @@
  *   - the runner process sweeps the tag once more when the test case ends.
  * Every wait has a deadline, and each test case has a Check timeout.
  *
+ * Cases: simulation/deployment parity (testkit, and quickstart in process isolation), a
+ * SuperNode SIGKILLed mid-round, the SuperLink SIGKILLed and restarted on its --database, a
+ * segfaulting ClientApp in process isolation, petal stop, garbage on the Fleet port, and bad
+ * command lines. The whole suite takes about 7 s.
+ *
  * The testkit app (apps/testkit/client.c) makes results predictable: w starts at 0.25 * i,
  * partition p trains w + (p + 1) * 0.01 with num-examples p + 1, so one FedAvg round over the
  * partitions S adds sum_{p in S} 0.01 (p + 1)^2 / sum_{p in S} (p + 1) to every w[i]. It reads
@@ -1080,7 +1085,7 @@ START_TEST(test_parity_with_simulation)
 END_TEST
 
 /* The quickstart app (Fashion-MNIST, an MLP): the same .so files, the same model, whether
- * simulated or deployed, here with the ClientApps in their own processes. */
+ * simulated or deployed, here with the ServerApp and the ClientApps in their own processes. */
 START_TEST(test_parity_quickstart)
 {
     char sim_hist[PATH_CAP], sim_arr[PATH_CAP], dep_hist[PATH_CAP], dep_arr[PATH_CAP];
@@ -1102,7 +1107,7 @@ START_TEST(test_parity_quickstart)
     tool_free(&r);
 
     superlink_t l;
-    superlink_start(&l, NULL);
+    superlink_start(&l, "--isolation", "process", NULL);
     proc_t *nodes[2];
     uint64_t ids[2];
     supernodes_start(&l, 2, nodes, ids, "--isolation", "process");

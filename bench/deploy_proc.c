@@ -369,6 +369,28 @@ stamp(const char *line)
     return h * 3600.0 + m * 60.0 + s;
 }
 
+double
+pt_dep_log_stamp(const char *log_path, long from, const char *needle)
+{
+    FILE *f = fopen(log_path, "r");
+    char line[2048];
+    double t = -1;
+
+    if (f == NULL) {
+        return -1;
+    }
+    if (from > 0) {
+        fseek(f, from, SEEK_SET);
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strstr(line, needle) != NULL && (t = stamp(line)) >= 0) {
+            break;
+        }
+    }
+    fclose(f);
+    return t;
+}
+
 uint32_t
 pt_dep_log_rounds(const char *log_path, long from, double *start, double *send, double *end,
                   uint32_t cap)

@@ -67,6 +67,10 @@ int pt_dep_run(const char *build_dir, const char *control, const char *run_confi
 uint32_t pt_dep_log_rounds(const char *log_path, long from, double *start, double *send,
                            double *end, uint32_t cap);
 
+/* The stamp (seconds since midnight) of the first line at or after byte `from` of a Petal log
+ * that contains `needle`; -1 if none. */
+double pt_dep_log_stamp(const char *log_path, long from, const char *needle);
+
 /* The current size of a file (-1 if it cannot be read). */
 long pt_dep_file_size(const char *path);
 

@@ -15,7 +15,7 @@
  * delivered), and the owner watch is gone (the owner handled the message, or its STOP).
  */
 
-#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 enum { EXIT_NONE, EXIT_QUEUED, EXIT_DONE };
 
@@ -98,8 +98,7 @@ on_owner_stopped(pt_actor_watch_t *w, int stopped)
 }
 
 int
-pt_process_spawn(pt_runtime_t *rt, pt_actor_t *owner, const char *const *argv,
-                 pt_process_t **out)
+pt_process_spawn(pt_runtime_t *rt, pt_actor_t *owner, const char *const *argv, pt_process_t **out)
 {
     uv_process_options_t o;
     uv_stdio_container_t stdio[3];

@@ -31,7 +31,7 @@
 
 enum { DOWN_NONE, DOWN_QUEUED, DOWN_REFUSED, DOWN_DONE };
 
-#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 /* ---- Options -------------------------------------------------------------------------------- */
 
@@ -847,10 +847,9 @@ parse_head(pt_stream_conn_t *c)
                                 "%s: not a Petal stream (it starts with \"%c%c%c%c\")",
                                 c->base.peer, p[0], p[1], p[2], p[3]);
         } else {
-            pt_stream_conn_fail(c, PETAL_EMSGSIZE,
-                                "%s: frame of %llu bytes exceeds the limit of %llu bytes",
-                                c->base.peer, (unsigned long long)L,
-                                (unsigned long long)c->opts.max_frame);
+            pt_stream_conn_fail(
+                c, PETAL_EMSGSIZE, "%s: frame of %llu bytes exceeds the limit of %llu bytes",
+                c->base.peer, (unsigned long long)L, (unsigned long long)c->opts.max_frame);
         }
         return -1;
     }
@@ -898,8 +897,9 @@ parse_head(pt_stream_conn_t *c)
     }
     moff = (4 + hlen + MSG_ALIGN - 1) / MSG_ALIGN * MSG_ALIGN;
     if ((uint64_t)moff >= 4 + L) {
-        snprintf(err, sizeof(err), "a frame of %llu bytes has no room for a message after its "
-                                   "%zu-byte header",
+        snprintf(err, sizeof(err),
+                 "a frame of %llu bytes has no room for a message after its "
+                 "%zu-byte header",
                  (unsigned long long)L, hlen);
         fail_proto(c, "malformed frame", err);
         return -1;
@@ -939,16 +939,16 @@ parse_head(pt_stream_conn_t *c)
             c->asm_buf = pt_buf_alloc((size_t)h.total, 0);
             if (c->asm_buf == NULL) {
                 pt_stream_conn_fail(c, PETAL_ENOMEM,
-                                    "%s: out of memory for a message of %llu bytes",
-                                    c->base.peer, (unsigned long long)h.total);
+                                    "%s: out of memory for a message of %llu bytes", c->base.peer,
+                                    (unsigned long long)h.total);
                 return -1;
             }
             c->asm_total = h.total;
             c->asm_next = 0;
             c->asm_kind = h.kind;
             c->asm_seq = h.seq;
-        } else if (h.total != c->asm_total || h.offset != c->asm_next ||
-                   h.kind != c->asm_kind || h.seq != c->asm_seq) {
+        } else if (h.total != c->asm_total || h.offset != c->asm_next || h.kind != c->asm_kind ||
+                   h.seq != c->asm_seq) {
             snprintf(err, sizeof(err),
                      "chunk at offset %llu of %llu (kind %llu, seq %llu); expected offset %llu "
                      "of %llu",
@@ -975,10 +975,9 @@ parse_head(pt_stream_conn_t *c)
             return -1;
         }
         if (plen > c->opts.max_message) {
-            pt_stream_conn_fail(c, PETAL_EMSGSIZE,
-                                "%s: message of %llu bytes exceeds the limit of %llu bytes",
-                                c->base.peer, (unsigned long long)plen,
-                                (unsigned long long)c->opts.max_message);
+            pt_stream_conn_fail(
+                c, PETAL_EMSGSIZE, "%s: message of %llu bytes exceeds the limit of %llu bytes",
+                c->base.peer, (unsigned long long)plen, (unsigned long long)c->opts.max_message);
             return -1;
         }
         c->dst = pt_buf_alloc((size_t)plen, 0);
@@ -1009,8 +1008,7 @@ process(pt_stream_conn_t *c)
             size_t n = avail < want ? avail : want;
 
             if (n > 0) {
-                memcpy((uint8_t *)pt_buf_data(c->dst) + c->dst_pos, c->stage + c->stage_start,
-                       n);
+                memcpy((uint8_t *)pt_buf_data(c->dst) + c->dst_pos, c->stage + c->stage_start, n);
                 c->dst_pos += n;
                 c->stage_start += n;
             }
@@ -1045,8 +1043,8 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_EOF) {
             if (mid_frame(c)) {
-                pt_stream_conn_fail(c, PETAL_ECLOSED,
-                                    "%s: closed by peer in the middle of a frame", c->base.peer);
+                pt_stream_conn_fail(c, PETAL_ECLOSED, "%s: closed by peer in the middle of a frame",
+                                    c->base.peer);
             } else {
                 pt_stream_conn_fail(c, PETAL_ECLOSED, "%s: closed by peer", c->base.peer);
             }
@@ -1152,8 +1150,7 @@ on_write(uv_write_t *req, int status)
 
 /* Appends iovec pieces covering enc bytes [from, from + len) to bufs. */
 static size_t
-add_span(const pt_encoded_t *e, size_t *iv, size_t *ioff, uint64_t len, uv_buf_t *bufs,
-         size_t nb)
+add_span(const pt_encoded_t *e, size_t *iv, size_t *ioff, uint64_t len, uv_buf_t *bufs, size_t nb)
 {
     while (len > 0) {
         const pt_iov_t *v = &e->iov[*iv];
@@ -1307,13 +1304,12 @@ static void
 on_listener_owner_stopped(pt_actor_watch_t *w, int stopped)
 {
     (void)stopped;
-    pt_stream_listener_close((pt_listener_t *)CONTAINER_OF(w, pt_stream_listener_t,
-                                                            owner_watch));
+    pt_stream_listener_close((pt_listener_t *)CONTAINER_OF(w, pt_stream_listener_t, owner_watch));
 }
 
 int
-pt_stream_listener_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner,
-                       int is_pipe, pt_stream_listener_t **out)
+pt_stream_listener_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner, int is_pipe,
+                       pt_stream_listener_t **out)
 {
     uv_loop_t *loop = pt_runtime_loop(rt);
     pt_stream_listener_t *l = calloc(1, sizeof(*l));

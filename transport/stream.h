@@ -41,10 +41,10 @@
 /* Reserved in pt_frame_t.flags by stream transports: protocols never set it. */
 #define PT_FRAME_FLAG_CHUNK 0x80000000u
 
-#define PT_STREAM_DEFAULT_MAX_FRAME (UINT64_C(64) << 20)    /* 64 MiB */
-#define PT_STREAM_DEFAULT_MAX_MESSAGE (UINT64_C(16) << 30)  /* 16 GiB */
-#define PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS UINT64_C(30000)   /* 30 s */
-#define PT_STREAM_DEFAULT_WRITE_HWM (UINT64_C(8) << 20)     /* 8 MiB */
+#define PT_STREAM_DEFAULT_MAX_FRAME (UINT64_C(64) << 20)   /* 64 MiB */
+#define PT_STREAM_DEFAULT_MAX_MESSAGE (UINT64_C(16) << 30) /* 16 GiB */
+#define PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS UINT64_C(30000)  /* 30 s */
+#define PT_STREAM_DEFAULT_WRITE_HWM (UINT64_C(8) << 20)    /* 8 MiB */
 #define PT_STREAM_MIN_MAX_FRAME UINT64_C(4096)
 #define PT_STREAM_NO_TIMEOUT UINT64_MAX
 
@@ -164,8 +164,8 @@ struct pt_stream_listener {
  * A new connection of `ops` for `owner` with an initialised tcp or pipe handle (not connected)
  * and the current process-wide limits (or `opts`, if non-NULL). 0, or an error (nothing left).
  */
-int pt_stream_conn_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner,
-                       int is_pipe, const pt_stream_opts_t *opts, pt_stream_conn_t **out);
+int pt_stream_conn_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner, int is_pipe,
+                       const pt_stream_opts_t *opts, pt_stream_conn_t **out);
 /* Connected (dial done, or accepted from `l`): sends UP, starts reading. */
 void pt_stream_conn_established(pt_stream_conn_t *c, pt_stream_listener_t *l);
 /* Takes the connection down: DOWN(status, reason) to the owner, handles closed. Idempotent. */

@@ -1304,6 +1304,61 @@ START_TEST(test_process_isolation_crash)
 }
 END_TEST
 
+/* A ServerApp plugin that segfaults under petal-superlink --isolation process fails its own run
+ * with the signal named; the SuperLink keeps serving the next run. */
+static void
+copy_file(const char *from, const char *to)
+{
+    size_t len;
+    char *data = read_all(from, &len);
+    ck_assert_msg(data != NULL, "cannot read %s", from);
+    FILE *f = fopen(to, "wb");
+    ck_assert_msg(f != NULL && fwrite(data, 1, len, f) == len && fclose(f) == 0, "cannot write %s",
+                  to);
+    free(data);
+}
+
+START_TEST(test_serverapp_process_crash)
+{
+    char app[PATH_CAP], path[PATH_CAP + 32];
+    work_path(app, sizeof(app), "crashapp");
+    ck_assert_int_eq(mkdir(app, 0755), 0);
+    snprintf(path, sizeof(path), "%s/client.so", app);
+    copy_file(TESTKIT_DIR "/client.so", path);
+    snprintf(path, sizeof(path), "%s/server.so", app);
+    copy_file(CRASH_SERVER_SO, path);
+    snprintf(path, sizeof(path), "%s/petal.toml", app);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("[app]\nname = \"crashapp\"\nclient = \"client.so\"\nserver = \"server.so\"\n"
+          "[app.config]\nnum-server-rounds = 1\n",
+          f);
+    fclose(f);
+
+    superlink_t l;
+    superlink_start(&l, "--isolation", "process", NULL);
+    proc_t *nodes[2];
+    uint64_t ids[2];
+    supernodes_start(&l, 2, nodes, ids, NULL, NULL);
+    free(wait_online(&l, 2, START_TIMEOUT));
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", app, "--superlink", l.control, "--insecure",
+             "--stream", NULL);
+    char want[96];
+    snprintf(want, sizeof(want), "killed by signal %d", SIGSEGV);
+    assert_refused(&r, 1, "finished:failed", want, NULL);
+    tool_free(&r);
+    ck_assert_msg(!proc_exited(l.p), "the SuperLink died with its ServerApp");
+
+    /* The SuperLink still serves: a normal run (its ServerApp also in a child) completes. */
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", l.control, "--insecure",
+             "--stream", "--run-config", "num-server-rounds=2", NULL);
+    assert_ok(&r, "petal run after the crash");
+    ck_assert_msg(strstr(r.out, "round 2/2") != NULL, "stdout:\n%s", r.out);
+    tool_free(&r);
+}
+END_TEST
+
 /* ---- 5. petal stop during a round ---------------------------------------------------------- */
 
 START_TEST(test_stop_run)
@@ -1531,6 +1586,7 @@ deploy_suite(void)
     tcase_add_test(tc, test_supernode_killed_mid_round);
     tcase_add_test(tc, test_superlink_restart);
     tcase_add_test(tc, test_process_isolation_crash);
+    tcase_add_test(tc, test_serverapp_process_crash);
     tcase_add_test(tc, test_stop_run);
     tcase_add_test(tc, test_malformed_frames);
     suite_add_tcase(s, tc);

@@ -511,8 +511,7 @@ START_TEST(test_bad_peer)
     ck_assert_msg(strstr(T.bad_reason, T.bc.reason) != NULL, "reason \"%s\" lacks \"%s\"",
                   T.bad_reason, T.bc.reason);
     /* The reason names the peer. */
-    ck_assert_msg(strncmp(T.bad_reason, T.is_ipc ? "ipc://" : "127.0.0.1:", T.is_ipc ? 6 : 10) ==
-                      0,
+    ck_assert_msg(strncmp(T.bad_reason, T.is_ipc ? "ipc://" : "127.0.0.1:", T.is_ipc ? 6 : 10) == 0,
                   "reason \"%s\" does not start with the peer", T.bad_reason);
     /* The healthy connection kept working. */
     ck_assert_uint_eq(T.frames, HEALTHY_FRAMES);

@@ -185,9 +185,9 @@ static void
 addr_handler(pt_actor_t *self, pt_msg_t *m)
 {
     static const char *const bad[] = {
-        "tcp://",          "tcp://127.0.0.1",   "tcp://:80",      "tcp://127.0.0.1:",
-        "tcp://::1:80",    "tcp://[::1]80",     "tcp://[::1",     "tcp://1.2.3.4:65536",
-        "tcp://h:12a",     "tcp://h:-1",        "tcp://h:123456",
+        "tcp://",       "tcp://127.0.0.1", "tcp://:80",      "tcp://127.0.0.1:",
+        "tcp://::1:80", "tcp://[::1]80",   "tcp://[::1",     "tcp://1.2.3.4:65536",
+        "tcp://h:12a",  "tcp://h:-1",      "tcp://h:123456",
     };
     pt_listener_t *l;
     pt_conn_t *c;

@@ -19,8 +19,8 @@
 typedef struct proc_state {
     pt_runtime_t *rt;
     const char *const *argv;
-    int kill_signal;   /* sent right after spawning, when non-zero */
-    int stop_owner;    /* the owner stops itself right after spawning */
+    int kill_signal; /* sent right after spawning, when non-zero */
+    int stop_owner;  /* the owner stops itself right after spawning */
     pt_process_t *p;
     int spawn_result;
     int exits;

@@ -1,0 +1,260 @@
+/* deploy_large.c - one deployed round with a multi-GiB model: wall time and the SuperLink's peak RSS. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deploy_proc.h"
+
+/*
+ * One petal-superlink and 2 petal-supernode processes on 127.0.0.1 run ONE FedAvg round of the
+ * bench-noop app with a model of --model-size float32 elements: node 1 makes the initial
+ * arrays (query.init-arrays), the SuperLink sends the model to both nodes, they echo it, the
+ * SuperLink folds the replies. Reported: wall time of `petal run`, the init and round times,
+ * and peak RSS (VmHWM) of the SuperLink and of each node.
+ *
+ * Two limits decide how large the model can be (docs/performance.md, Deployment):
+ *  - bench-noop puts the whole model in ONE array, and an array is one msgpack bin (at most
+ *    4 GiB - 1 bytes with its alignment pad): at most 1,073,741,808 float32 elements. A larger
+ *    model (the 1.2e9 = 4.47 GiB of the original plan) needs an app with several arrays.
+ *  - memory: the SuperLink peaks at about 5x the model (the global model, both replies while
+ *    they arrive, FedAvg's float64 running sums = 2x) and each node holds 1x, so 2 nodes need
+ *    ~7x the model. The benchmark refuses a model that does not fit in 75% of MemAvailable and
+ *    kills the children if MemAvailable falls under 768 MiB while it runs.
+ *
+ * It allocates many GiB and takes tens of seconds, so it is opt-in:
+ *   bench_deploy_large                      prints the plan and exits (what run-all.sh does)
+ *   bench_deploy_large --run                the largest model that fits (at most 1.2e9)
+ *   bench_deploy_large --run --model-size N
+ */
+
+#define NODES 2
+#define WANTED_ELEMENTS UINT64_C(1200000000) /* 4.47 GiB of float32 */
+#define ARRAY_MAX_ELEMENTS ((UINT64_C(0xffffffff) - 63) / 4)
+#define SL_FACTOR 5.0 /* SuperLink peak RSS / model bytes, measured with 1 GiB */
+#define NODE_FACTOR 1.0
+#define SLACK (UINT64_C(512) << 20)
+#define MEM_FLOOR (UINT64_C(768) << 20)
+#define RUN_TIMEOUT 900.0
+
+static pid_t watched[NODES + 1];
+static atomic_int watch_stop, watch_fired;
+static atomic_uint_fast64_t watch_min_avail = UINT64_MAX;
+
+/* Kills the children when the machine is about to run out of memory. */
+static void *
+watchdog(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&watch_stop)) {
+        uint64_t avail = pt_dep_mem_available();
+        if (avail > 0 && avail < atomic_load(&watch_min_avail)) {
+            atomic_store(&watch_min_avail, avail);
+        }
+        if (avail > 0 && avail < MEM_FLOOR && !atomic_load(&watch_fired)) {
+            atomic_store(&watch_fired, 1);
+            for (int i = 0; i <= NODES; i++) {
+                if (watched[i] > 0) {
+                    kill(watched[i], SIGKILL);
+                }
+            }
+        }
+        struct timespec nap = {0, 50 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    return NULL;
+}
+
+static double
+since(double later, double earlier)
+{
+    double d = later - earlier;
+    return d < 0 ? d + 86400.0 : d;
+}
+
+static uint64_t
+need_bytes(uint64_t elements)
+{
+    double m = (double)elements * 4.0;
+    return (uint64_t)(m * (SL_FACTOR + NODES * NODE_FACTOR)) + SLACK;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr, "usage: bench_deploy_large [--run] [--model-size N]\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    int run = 0, status = 1;
+    uint64_t elements = 0;
+    char build[PATH_MAX], tmpdir[] = "/tmp/petal-bench-large-XXXXXX", buf[64], b2[64], b3[64];
+    unsigned started = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--run") == 0) {
+            run = 1;
+        } else if (strcmp(argv[i], "--model-size") == 0 && i + 1 < argc) {
+            elements = strtoull(argv[++i], NULL, 10);
+            if (elements == 0) {
+                usage();
+                return 2;
+            }
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    uint64_t avail = pt_dep_mem_available();
+    uint64_t budget = (uint64_t)(avail * 0.75);
+    uint64_t fit = budget > SLACK ? (uint64_t)((budget - SLACK) / (4.0 * (SL_FACTOR + NODES))) : 0;
+    uint64_t auto_size = WANTED_ELEMENTS;
+    if (auto_size > ARRAY_MAX_ELEMENTS) {
+        auto_size = ARRAY_MAX_ELEMENTS;
+    }
+    if (auto_size > fit) {
+        auto_size = fit / 1000000 * 1000000;
+    }
+    printf("deploy_large: 1 SuperLink + %d SuperNodes on 127.0.0.1, bench-noop, 1 FedAvg round\n",
+           NODES);
+    printf("  wanted %s float32 (%.2f GiB); one array holds at most %s (4 GiB - 64 bytes); "
+           "MemAvailable %.1f GiB fits ~%s (SuperLink ~%.0fx + %d nodes x %.0fx the model)\n",
+           pt_bench_group(WANTED_ELEMENTS, buf, sizeof(buf)), WANTED_ELEMENTS * 4.0 / 1073741824.0,
+           pt_bench_group(ARRAY_MAX_ELEMENTS, b2, sizeof(b2)), avail / 1073741824.0,
+           pt_bench_group(fit, b3, sizeof(b3)), SL_FACTOR, NODES, NODE_FACTOR);
+    if (elements == 0) {
+        elements = auto_size;
+    }
+    if (!run) {
+        printf("  skipped (allocates ~%.1f GiB for tens of seconds): run `%s --run "
+               "[--model-size N]` (default N = %s)\n",
+               need_bytes(elements) / 1073741824.0, argv[0],
+               pt_bench_group(auto_size, buf, sizeof(buf)));
+        return 0;
+    }
+    if (elements > ARRAY_MAX_ELEMENTS) {
+        fprintf(stderr,
+                "--model-size %" PRIu64 ": bench-noop's one array cannot exceed %" PRIu64
+                " float32 elements (a msgpack bin is at most 4 GiB - 1 bytes)\n",
+                elements, ARRAY_MAX_ELEMENTS);
+        return 1;
+    }
+    if (need_bytes(elements) > budget) {
+        fprintf(stderr,
+                "--model-size %" PRIu64 " needs ~%.1f GiB, more than 75%% of MemAvailable "
+                "(%.1f GiB); the most that fits is ~%" PRIu64 "\n",
+                elements, need_bytes(elements) / 1073741824.0, avail / 1073741824.0, fit);
+        return 1;
+    }
+    if (pt_bench_build_dir(build, sizeof(build)) != 0) {
+        return 1;
+    }
+    if (mkdtemp(tmpdir) == NULL) {
+        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    double model_bytes = (double)elements * 4.0;
+    printf("  running with %s float32 = %.2f GiB (needs ~%.1f GiB)\n",
+           pt_bench_group(elements, buf, sizeof(buf)), model_bytes / 1073741824.0,
+           need_bytes(elements) / 1073741824.0);
+    fflush(stdout);
+
+    pt_dep_link_opts_t lo = {.build_dir = build, .log_level = "debug"};
+    pt_dep_link_t link;
+    pthread_t wd;
+    int wd_on = 0;
+    if (pt_dep_link_start(&lo, &link) != 0) {
+        goto out_dir;
+    }
+    watched[0] = link.pid;
+    for (unsigned i = 0; i < NODES; i++) {
+        char cache[PATH_MAX], log[PATH_MAX];
+        snprintf(cache, sizeof(cache), "%s/cache-%u", tmpdir, i);
+        snprintf(log, sizeof(log), "%s/node-%u.log", tmpdir, i);
+        if (pt_dep_node_start(build, link.fleet, i, NODES, cache, log, &watched[i + 1]) != 0) {
+            goto out;
+        }
+        started++;
+    }
+    wd_on = pthread_create(&wd, NULL, watchdog, NULL) == 0;
+
+    char cfg[512];
+    snprintf(cfg, sizeof(cfg),
+             "model-size=%" PRIu64 " num-server-rounds=1 fraction-train=1.0 "
+             "fraction-evaluate=0.0 min-available-nodes=%d min-train-nodes=%d",
+             elements, NODES, NODES);
+    pt_dep_run_result_t rr;
+    if (pt_dep_run(build, link.control, cfg, RUN_TIMEOUT, &rr) != 0) {
+        goto out;
+    }
+    uint64_t sl_hwm = 0, node_hwm[NODES] = {0};
+    pt_dep_proc_mem(link.pid, "VmHWM", &sl_hwm);
+    for (unsigned i = 0; i < NODES; i++) {
+        pt_dep_proc_mem(watched[i + 1], "VmHWM", &node_hwm[i]);
+    }
+    if (atomic_load(&watch_fired)) {
+        fprintf(stderr, "MemAvailable fell under %" PRIu64 " MiB: the children were killed\n",
+                MEM_FLOOR >> 20);
+        goto out;
+    }
+    double start, send[1], end[1];
+    uint32_t got = pt_dep_log_rounds(link.log_path, 0, &start, send, end, 1);
+    if (rr.exit_code != 0 || rr.timed_out || got != 1) {
+        fprintf(stderr, "petal run exit %d%s, %u rounds in the SuperLink log (petal run output: "
+                        "%s, SuperLink log: %s)\n",
+                rr.exit_code, rr.timed_out ? " (timed out)" : "", got,
+                rr.log_path[0] ? rr.log_path : "-", link.log_path);
+        goto out;
+    }
+    double round = since(end[0], send[0]);
+    double asked = pt_dep_log_stamp(link.log_path, 0, "asking node");
+    printf("  completed: petal run %.1f s wall (submit to finish); initial arrays from node 1 "
+           "%.1f s; round 1 %.1f s (send to last reply folded)\n",
+           rr.wall_seconds, asked >= 0 ? since(start, asked) : -1.0, round);
+    printf("  round moved %.2f GiB (model to %d nodes + %d replies): %.2f GB/s\n",
+           2.0 * NODES * model_bytes / 1073741824.0, NODES, NODES,
+           2.0 * NODES * model_bytes / round / 1e9);
+    printf("  peak RSS: SuperLink %.2f GiB (%.2fx the model)", sl_hwm / 1073741824.0,
+           sl_hwm / model_bytes);
+    for (unsigned i = 0; i < NODES; i++) {
+        printf(", node %u %.2f GiB", i + 1, node_hwm[i] / 1073741824.0);
+    }
+    printf("; lowest MemAvailable %.1f GiB\n",
+           (double)atomic_load(&watch_min_avail) / 1073741824.0);
+    status = 0;
+
+out:
+    atomic_store(&watch_stop, 1);
+    if (wd_on) {
+        pthread_join(wd, NULL);
+    }
+    for (unsigned i = 0; i < started; i++) {
+        pt_dep_stop(watched[i + 1], 10.0, NULL);
+    }
+    if (pt_dep_stop(link.pid, 10.0, NULL) == 0 && status == 0) {
+        unlink(link.log_path);
+    } else {
+        fprintf(stderr, "SuperLink log kept: %s\n", link.log_path);
+        status = 1;
+    }
+out_dir:
+    if (status == 0) {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not remove %s\n", tmpdir);
+        }
+    } else {
+        fprintf(stderr, "node logs kept in %s\n", tmpdir);
+    }
+    return status;
+}

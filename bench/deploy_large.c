@@ -197,9 +197,12 @@ main(int argc, char **argv)
         goto out;
     }
     uint64_t sl_hwm = 0, node_hwm[NODES] = {0};
+    double sl_cpu = 0, node_cpu = 0, c;
     pt_dep_proc_mem(link.pid, "VmHWM", &sl_hwm);
+    pt_dep_proc_cpu(link.pid, &sl_cpu);
     for (unsigned i = 0; i < NODES; i++) {
         pt_dep_proc_mem(watched[i + 1], "VmHWM", &node_hwm[i]);
+        node_cpu += pt_dep_proc_cpu(watched[i + 1], &c) == 0 ? c : 0;
     }
     if (atomic_load(&watch_fired)) {
         fprintf(stderr, "MemAvailable fell under %" PRIu64 " MiB: the children were killed\n",
@@ -223,6 +226,7 @@ main(int argc, char **argv)
     printf("  round moved %.2f GiB (model to %d nodes + %d replies): %.2f GB/s\n",
            2.0 * NODES * model_bytes / 1073741824.0, NODES, NODES,
            2.0 * NODES * model_bytes / round / 1e9);
+    printf("  CPU (whole run): SuperLink %.1f s, nodes %.1f s\n", sl_cpu, node_cpu);
     printf("  peak RSS: SuperLink %.2f GiB (%.2fx the model)", sl_hwm / 1073741824.0,
            sl_hwm / model_bytes);
     for (unsigned i = 0; i < NODES; i++) {

@@ -483,9 +483,11 @@ loop_write(void *arg)
     return NULL;
 }
 
-/* One transfer; seconds from accept to the last byte read, or -1. */
+/* One transfer; seconds from accept to the last byte read, or -1. With `fresh` the reader
+ * reads into one new buffer of `bytes` (every page faulted in on first write) instead of
+ * reusing a 4 MiB one. */
 static double
-loop_once(uint64_t bytes)
+loop_once(uint64_t bytes, int fresh)
 {
     struct sockaddr_in sa;
     socklen_t len = sizeof(sa);
@@ -513,8 +515,14 @@ loop_once(uint64_t bytes)
     int cfd = accept(lfd, NULL, NULL);
     double t0 = pt_bench_now();
     uint64_t got = 0;
+    char *dst = fresh ? malloc((size_t)bytes) : NULL;
+    if (fresh && dst == NULL) {
+        got = bytes + 1; /* fails below */
+    }
     while (cfd >= 0 && got < bytes) {
-        ssize_t k = read(cfd, buf, LOOP_CHUNK);
+        char *at = fresh ? dst + got : buf;
+        size_t want = fresh && bytes - got < LOOP_CHUNK ? (size_t)(bytes - got) : LOOP_CHUNK;
+        ssize_t k = read(cfd, at, want);
         if (k < 0 && errno == EINTR) {
             continue;
         }
@@ -524,6 +532,7 @@ loop_once(uint64_t bytes)
         got += (uint64_t)k;
     }
     double t1 = pt_bench_now();
+    free(dst);
     if (cfd >= 0) {
         close(cfd);
     }
@@ -540,11 +549,11 @@ out:
 }
 
 double
-pt_dep_loopback(uint64_t bytes, int reps)
+pt_dep_loopback(uint64_t bytes, int reps, int fresh)
 {
     double best = -1;
     for (int i = 0; i < reps; i++) {
-        double s = loop_once(bytes);
+        double s = loop_once(bytes, fresh);
         if (s > 0 && (best < 0 || s < best)) {
             best = s;
         }

@@ -75,8 +75,10 @@ double pt_dep_log_stamp(const char *log_path, long from, const char *needle);
 long pt_dep_file_size(const char *path);
 
 /* Raw loopback TCP throughput in bytes per second: a blocking write of `bytes` from one thread
- * to a blocking read in another, 4 MiB per call, best of `reps`. 0 if it failed. */
-double pt_dep_loopback(uint64_t bytes, int reps);
+ * to a blocking read in another, 4 MiB per call, best of `reps`. The reader reuses one 4 MiB
+ * buffer, or with `fresh` reads into one new buffer of `bytes` (paying its page faults, as a
+ * receiver that allocates each message does). 0 if it failed. */
+double pt_dep_loopback(uint64_t bytes, int reps, int fresh);
 
 /* Raises this process's RLIMIT_NOFILE soft limit to min(want, hard); returns the new soft. */
 uint64_t pt_dep_raise_nofile(uint64_t want);

@@ -95,14 +95,15 @@ main(int argc, char **argv)
     printf("deploy_round: 1 SuperLink + %u SuperNodes (processes) on 127.0.0.1, bench-noop, "
            "fedavg, fraction-train 1, fraction-evaluate 0\n",
            nodes);
-    double bps = pt_dep_loopback(LOOPBACK_BYTES, 3);
-    if (bps <= 0) {
+    double bps = pt_dep_loopback(LOOPBACK_BYTES, 3, 0);
+    double bps_fresh = pt_dep_loopback(LOOPBACK_BYTES, 3, 1);
+    if (bps <= 0 || bps_fresh <= 0) {
         fprintf(stderr, "the loopback baseline failed\n");
         return 1;
     }
     printf("loopback TCP baseline (blocking write/read of 256 MiB between two threads, best of "
-           "3): %.2f GB/s\n",
-           bps / 1e9);
+           "3): %.2f GB/s (the bound's); into a fresh 256 MiB buffer: %.2f GB/s\n",
+           bps / 1e9, bps_fresh / 1e9);
     fflush(stdout);
 
     if (mkdtemp(tmpdir) == NULL) {
@@ -133,9 +134,18 @@ main(int argc, char **argv)
                  "fraction-evaluate=0.0 min-available-nodes=%u min-train-nodes=%u",
                  size, rounds, nodes, nodes);
         long from = pt_dep_file_size(link.log_path);
+        double cpu_sl0 = 0, cpu_sl1 = 0, cpu_n0 = 0, cpu_n1 = 0, c;
+        pt_dep_proc_cpu(link.pid, &cpu_sl0);
+        for (unsigned i = 0; i < nodes; i++) {
+            cpu_n0 += pt_dep_proc_cpu(node_pids[i], &c) == 0 ? c : 0;
+        }
         pt_dep_run_result_t rr;
         if (pt_dep_run(build, link.control, cfg, RUN_TIMEOUT, &rr) != 0) {
             goto out;
+        }
+        pt_dep_proc_cpu(link.pid, &cpu_sl1);
+        for (unsigned i = 0; i < nodes; i++) {
+            cpu_n1 += pt_dep_proc_cpu(node_pids[i], &c) == 0 ? c : 0;
         }
         double start, send[PT_BENCH_MAX_ROUNDS], end[PT_BENCH_MAX_ROUNDS];
         uint32_t got = pt_dep_log_rounds(link.log_path, from, &start, send, end, rounds);
@@ -165,6 +175,9 @@ main(int argc, char **argv)
         printf("  moved per round %.1f MB (model to %u nodes + %u replies); bound %.4f s; "
                "round / bound = %.2fx; target <= 1.5x bound + 5 ms = %.4f s: %s\n",
                bytes / 1e6, nodes, nodes, bound, round / bound, target, met ? "MET" : "NOT MET");
+        printf("  CPU per round (the run's CPU / %u rounds): SuperLink %.3f s, %u SuperNodes "
+               "%.3f s\n",
+               rounds, (cpu_sl1 - cpu_sl0) / rounds, nodes, (cpu_n1 - cpu_n0) / rounds);
         fflush(stdout);
     }
     uint64_t hwm = 0;

@@ -1,4 +1,4 @@
-/* dataset.c - labelled datasets from IDX files, read once per process and shared by reference. */
+/* dataset.c - the process-wide dataset cache, IDX and Fashion-MNIST loading, class counts. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -9,10 +9,12 @@
 #include <petal/data.h>
 
 #include "idx.h"
+#include "internal.h"
 
 /*
- * The cache: a list of entries keyed by the canonical paths of the two files, under one mutex.
- * The first caller inserts a LOADING entry and reads the files without the lock; callers that
+ * The cache: a list of entries keyed by a string (for IDX: the canonical paths of the two files;
+ * for CSV: the canonical path and the options; for Synthetic: the parameters), under one mutex.
+ * The first caller inserts a LOADING entry and runs the loader without the lock; callers that
  * find a LOADING entry wait on the condition variable. A failed load hands its error to the
  * callers that waited for it and leaves the cache, so a later call tries again.
  */
@@ -21,10 +23,8 @@ enum { ENTRY_LOADING, ENTRY_READY, ENTRY_FAILED };
 typedef struct entry {
     petal_dataset_t ds; /* first member: a dataset pointer is an entry pointer */
     struct entry *next;
-    char *images;
-    char *labels;
-    float *x;
-    uint8_t *y;
+    char *key;
+    pt_dataset_body_t body;
     uint32_t refs;
     int state;
     int rc;
@@ -38,10 +38,10 @@ static entry_t *cache_head;
 static void
 entry_free(entry_t *e)
 {
-    free(e->images);
-    free(e->labels);
-    free(e->x);
-    free(e->y);
+    free(e->key);
+    free(e->body.x);
+    free(e->body.y);
+    free(e->body.offsets);
     free(e);
 }
 
@@ -57,31 +57,123 @@ entry_unlink(entry_t *e)
     }
 }
 
-/* Reads both files and fills e->ds; returns 0 or an error with e->err set. Runs unlocked. */
-static int
-entry_read(entry_t *e)
+float *
+pt_data_alloc_floats(uint64_t count)
 {
+    if (count > (SIZE_MAX - 64) / sizeof(float)) {
+        return NULL;
+    }
+    size_t bytes = (size_t)count * sizeof(float);
+    size_t alloc = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, alloc > 0 ? alloc : 64);
+}
+
+int
+pt_dataset_cache_get(const char *key, pt_dataset_loader_fn load, void *arg,
+                     const petal_dataset_t **out, const uint64_t **extra, char *err, size_t cap)
+{
+    pthread_mutex_lock(&cache_lock);
+    entry_t *e = cache_head;
+    while (e != NULL && strcmp(e->key, key) != 0) {
+        e = e->next;
+    }
+    if (e != NULL) {
+        e->refs++;
+        while (e->state == ENTRY_LOADING) {
+            pthread_cond_wait(&cache_cond, &cache_lock);
+        }
+        if (e->state == ENTRY_FAILED) {
+            int rc = e->rc;
+            pt_data_errf(rc, err, cap, "%s", e->err);
+            if (--e->refs == 0) {
+                entry_free(e); /* the loader unlinked it already */
+            }
+            pthread_mutex_unlock(&cache_lock);
+            return rc;
+        }
+        pthread_mutex_unlock(&cache_lock);
+        *out = &e->ds;
+        if (extra != NULL) {
+            *extra = e->body.offsets;
+        }
+        return 0;
+    }
+    e = calloc(1, sizeof(*e));
+    char *k = strdup(key);
+    if (e == NULL || k == NULL) {
+        pthread_mutex_unlock(&cache_lock);
+        free(e);
+        free(k);
+        return pt_data_errf(PETAL_ENOMEM, err, cap, "dataset load: out of memory");
+    }
+    e->key = k;
+    e->refs = 1;
+    e->state = ENTRY_LOADING;
+    e->next = cache_head;
+    cache_head = e;
+    pthread_mutex_unlock(&cache_lock);
+
+    int rc = load(arg, &e->body, e->err, sizeof(e->err));
+    if (rc == 0) {
+        e->ds.n = e->body.n;
+        e->ds.dim = e->body.dim;
+        e->ds.num_classes = e->body.num_classes;
+        e->ds.x = e->body.x;
+        e->ds.y = e->body.y;
+    }
+
+    pthread_mutex_lock(&cache_lock);
+    if (rc < 0) {
+        e->state = ENTRY_FAILED;
+        e->rc = rc;
+        entry_unlink(e);
+        pt_data_errf(rc, err, cap, "%s", e->err);
+        pthread_cond_broadcast(&cache_cond);
+        if (--e->refs == 0) {
+            entry_free(e);
+        }
+        pthread_mutex_unlock(&cache_lock);
+        return rc;
+    }
+    e->state = ENTRY_READY;
+    pthread_cond_broadcast(&cache_cond);
+    pthread_mutex_unlock(&cache_lock);
+    *out = &e->ds;
+    if (extra != NULL) {
+        *extra = e->body.offsets;
+    }
+    return 0;
+}
+
+typedef struct idx_files {
+    const char *images;
+    const char *labels;
+} idx_files_t;
+
+/* Reads both IDX files into *body; returns 0 or an error with err set. Runs unlocked. */
+static int
+idx_load(void *arg, pt_dataset_body_t *body, char *err, size_t cap)
+{
+    const idx_files_t *files = arg;
     pt_idx_t img, lab;
     memset(&img, 0, sizeof(img));
     memset(&lab, 0, sizeof(lab));
-    char *err = e->err;
-    size_t cap = sizeof(e->err);
-    int rc = pt_idx_read(e->images, "pixels", 2, PT_IDX_MAX_NDIM, &img, err, cap);
+    int rc = pt_idx_read(files->images, "pixels", 2, PT_IDX_MAX_NDIM, &img, err, cap);
     if (rc < 0) {
         goto fail;
     }
-    rc = pt_idx_read(e->labels, "labels", 1, 1, &lab, err, cap);
+    rc = pt_idx_read(files->labels, "labels", 1, 1, &lab, err, cap);
     if (rc < 0) {
         goto fail;
     }
     if (img.dims[0] != lab.dims[0]) {
         rc = pt_data_errf(PETAL_EPROTO, err, cap,
-                          "count mismatch: %s holds %u examples but %s holds %u labels", e->images,
-                          img.dims[0], e->labels, lab.dims[0]);
+                          "count mismatch: %s holds %u examples but %s holds %u labels",
+                          files->images, img.dims[0], files->labels, lab.dims[0]);
         goto fail;
     }
     if (img.dims[0] == 0) {
-        rc = pt_data_errf(PETAL_EPROTO, err, cap, "%s: holds no examples", e->images);
+        rc = pt_data_errf(PETAL_EPROTO, err, cap, "%s: holds no examples", files->images);
         goto fail;
     }
     uint8_t max_label = 0;
@@ -95,24 +187,20 @@ entry_read(entry_t *e)
     for (int v = 0; v < 256; v++) {
         table[v] = (float)v / 255.0f;
     }
-    size_t xbytes = (size_t)img.nbytes * sizeof(float);
-    size_t alloc = (xbytes + 63) & ~(size_t)63;
-    e->x = aligned_alloc(64, alloc);
-    if (e->x == NULL) {
-        rc = pt_data_errf(PETAL_ENOMEM, err, cap, "%s: out of memory for %zu bytes of features",
-                          e->images, xbytes);
+    body->x = pt_data_alloc_floats(img.nbytes);
+    if (body->x == NULL) {
+        rc = pt_data_errf(PETAL_ENOMEM, err, cap, "%s: out of memory for %llu bytes of features",
+                          files->images, (unsigned long long)img.nbytes * sizeof(float));
         goto fail;
     }
     for (uint64_t i = 0; i < img.nbytes; i++) {
-        e->x[i] = table[img.data[i]];
+        body->x[i] = table[img.data[i]];
     }
     free(img.data);
-    e->y = lab.data;
-    e->ds.n = img.dims[0];
-    e->ds.dim = (uint32_t)img.item_size;
-    e->ds.num_classes = (uint32_t)max_label + 1;
-    e->ds.x = e->x;
-    e->ds.y = e->y;
+    body->y = lab.data;
+    body->n = img.dims[0];
+    body->dim = (uint32_t)img.item_size;
+    body->num_classes = (uint32_t)max_label + 1;
     return 0;
 
 fail:
@@ -144,67 +232,20 @@ petal_dataset_load_idx(const char *images_path, const char *labels_path,
         return pt_data_errf(e == ENOMEM ? PETAL_ENOMEM : PETAL_EIO, err, cap, "%s: cannot open: %s",
                             labels_path, strerror(e));
     }
-
-    pthread_mutex_lock(&cache_lock);
-    entry_t *e = cache_head;
-    while (e != NULL && (strcmp(e->images, images) != 0 || strcmp(e->labels, labels) != 0)) {
-        e = e->next;
-    }
-    if (e != NULL) {
-        free(images);
-        free(labels);
-        e->refs++;
-        while (e->state == ENTRY_LOADING) {
-            pthread_cond_wait(&cache_cond, &cache_lock);
-        }
-        if (e->state == ENTRY_FAILED) {
-            int rc = e->rc;
-            pt_data_errf(rc, err, cap, "%s", e->err);
-            if (--e->refs == 0) {
-                entry_free(e); /* the loader unlinked it already */
-            }
-            pthread_mutex_unlock(&cache_lock);
-            return rc;
-        }
-        pthread_mutex_unlock(&cache_lock);
-        *out = &e->ds;
-        return 0;
-    }
-    e = calloc(1, sizeof(*e));
-    if (e == NULL) {
-        pthread_mutex_unlock(&cache_lock);
+    size_t klen = strlen(images) + strlen(labels) + 8;
+    char *key = malloc(klen);
+    if (key == NULL) {
         free(images);
         free(labels);
         return pt_data_errf(PETAL_ENOMEM, err, cap, "dataset load: out of memory");
     }
-    e->images = images;
-    e->labels = labels;
-    e->refs = 1;
-    e->state = ENTRY_LOADING;
-    e->next = cache_head;
-    cache_head = e;
-    pthread_mutex_unlock(&cache_lock);
-
-    int rc = entry_read(e);
-
-    pthread_mutex_lock(&cache_lock);
-    if (rc < 0) {
-        e->state = ENTRY_FAILED;
-        e->rc = rc;
-        entry_unlink(e);
-        pt_data_errf(rc, err, cap, "%s", e->err);
-        pthread_cond_broadcast(&cache_cond);
-        if (--e->refs == 0) {
-            entry_free(e);
-        }
-        pthread_mutex_unlock(&cache_lock);
-        return rc;
-    }
-    e->state = ENTRY_READY;
-    pthread_cond_broadcast(&cache_cond);
-    pthread_mutex_unlock(&cache_lock);
-    *out = &e->ds;
-    return 0;
+    snprintf(key, klen, "idx\n%s\n%s", images, labels);
+    idx_files_t files = {images, labels};
+    int rc = pt_dataset_cache_get(key, idx_load, &files, out, NULL, err, cap);
+    free(key);
+    free(images);
+    free(labels);
+    return rc;
 }
 
 void

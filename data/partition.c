@@ -1,29 +1,22 @@
-/* partition.c - IID and Dirichlet (label-skew) partitioners, deterministic from a seed. */
+/* partition.c - IID and Dirichlet (label-skew) partitioners and their shared helpers. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <petal/data.h>
 
+#include "internal.h"
+
 /* ---- IID: a keyed pseudo-random permutation of [0, n) -------------------------------------- */
 
 /*
- * A balanced Feistel network on 2*half bits (2^(2*half) >= n), FEISTEL_ROUNDS rounds, round
+ * A balanced Feistel network on 2*half bits (2^(2*half) >= n), PT_FEISTEL_ROUNDS rounds, round
  * function F(k, r) = mix64(r ^ k) truncated to `half` bits, where mix64 is splitmix64's output
  * function and the round keys are consecutive splitmix64 outputs from `seed`. Values >= n are
  * walked through the network again (cycle walking) until they land in [0, n), which keeps it a
  * bijection of [0, n). Position i of the permuted order holds perm(i); partition p takes the
  * positions [start_p, end_p), so one partition costs O(its size) to compute.
  */
-#define FEISTEL_ROUNDS 6
-
-typedef struct feistel {
-    uint64_t n;
-    uint32_t half;
-    uint64_t mask;
-    uint64_t keys[FEISTEL_ROUNDS];
-} feistel_t;
-
 static uint64_t
 mix64(uint64_t z)
 {
@@ -32,8 +25,8 @@ mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static void
-feistel_init(feistel_t *f, uint64_t n, uint64_t seed)
+void
+pt_feistel_init(pt_feistel_t *f, uint64_t n, uint64_t seed)
 {
     uint32_t bits = 2;
     while (bits < 64 && (UINT64_C(1) << bits) < n) {
@@ -44,18 +37,18 @@ feistel_init(feistel_t *f, uint64_t n, uint64_t seed)
     f->half = bits / 2;
     f->mask = (UINT64_C(1) << f->half) - 1;
     uint64_t st = seed;
-    for (int r = 0; r < FEISTEL_ROUNDS; r++) {
+    for (int r = 0; r < PT_FEISTEL_ROUNDS; r++) {
         f->keys[r] = petal_splitmix64(&st);
     }
 }
 
-static uint64_t
-feistel_apply(const feistel_t *f, uint64_t x)
+uint64_t
+pt_feistel_apply(const pt_feistel_t *f, uint64_t x)
 {
     do {
         uint64_t left = x >> f->half;
         uint64_t right = x & f->mask;
-        for (int r = 0; r < FEISTEL_ROUNDS; r++) {
+        for (int r = 0; r < PT_FEISTEL_ROUNDS; r++) {
             uint64_t t = left ^ (mix64(right ^ f->keys[r]) & f->mask);
             left = right;
             right = t;
@@ -65,8 +58,8 @@ feistel_apply(const feistel_t *f, uint64_t x)
     return x;
 }
 
-static int
-cmp_u64(const void *a, const void *b)
+int
+pt_cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a;
     uint64_t y = *(const uint64_t *)b;
@@ -94,12 +87,12 @@ petal_partition_iid(uint64_t n, uint32_t num_partitions, uint32_t partition_id, 
     if (idx == NULL) {
         return PETAL_ENOMEM;
     }
-    feistel_t f;
-    feistel_init(&f, n, seed);
+    pt_feistel_t f;
+    pt_feistel_init(&f, n, seed);
     for (uint64_t i = 0; i < count; i++) {
-        idx[i] = feistel_apply(&f, start + i);
+        idx[i] = pt_feistel_apply(&f, start + i);
     }
-    qsort(idx, count, sizeof(*idx), cmp_u64);
+    qsort(idx, count, sizeof(*idx), pt_cmp_u64);
     *idx_out = idx;
     *count_out = count;
     return 0;
@@ -111,12 +104,12 @@ petal_partition_iid(uint64_t n, uint32_t num_partitions, uint32_t partition_id, 
 
 /* Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 through Gamma(shape + 1) * U^(1/shape).
  */
-static double
-gamma_sample(petal_rng_t *r, double shape)
+double
+pt_gamma_sample(petal_rng_t *r, double shape)
 {
     if (shape < 1.0) {
         double u = 1.0 - petal_rng_uniform(r);
-        return gamma_sample(r, shape + 1.0) * pow(u, 1.0 / shape);
+        return pt_gamma_sample(r, shape + 1.0) * pow(u, 1.0 / shape);
     }
     double d = shape - 1.0 / 3.0;
     double c = 1.0 / sqrt(9.0 * d);
@@ -185,7 +178,7 @@ petal_partition_dirichlet(const uint8_t *labels, uint64_t n, uint32_t num_classe
             petal_rng_shuffle_u64(&r, items, m);
             double sum = 0.0;
             for (uint32_t j = 0; j < num_partitions; j++) {
-                share[j] = gamma_sample(&r, alpha);
+                share[j] = pt_gamma_sample(&r, alpha);
                 sum += share[j];
             }
             if (!(sum > 0.0) || !isfinite(sum)) {
@@ -224,7 +217,7 @@ petal_partition_dirichlet(const uint8_t *labels, uint64_t n, uint32_t num_classe
     if (rc < 0) {
         goto fail;
     }
-    qsort(mine, count, sizeof(*mine), cmp_u64);
+    qsort(mine, count, sizeof(*mine), pt_cmp_u64);
     if (count == 0) {
         free(mine);
         mine = NULL;
@@ -240,4 +233,60 @@ fail:
     free(sizes);
     free(share);
     return rc;
+}
+
+int
+pt_bucket_by_class(const uint8_t *labels, uint64_t n, uint32_t num_classes, uint64_t **by_class,
+                   uint64_t **class_start)
+{
+    *by_class = NULL;
+    *class_start = NULL;
+    if (num_classes == 0 || num_classes > 256 || (labels == NULL && n > 0)) {
+        return PETAL_EINVAL;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        if (labels[i] >= num_classes) {
+            return PETAL_EINVAL;
+        }
+    }
+    uint64_t *start = calloc((size_t)num_classes + 1, sizeof(uint64_t));
+    uint64_t *items = malloc(sizeof(uint64_t) * (n > 0 ? n : 1));
+    if (start == NULL || items == NULL) {
+        free(start);
+        free(items);
+        return PETAL_ENOMEM;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        start[labels[i] + 1]++;
+    }
+    for (uint32_t c = 0; c < num_classes; c++) {
+        start[c + 1] += start[c];
+    }
+    uint64_t fill[256];
+    memcpy(fill, start, sizeof(uint64_t) * num_classes);
+    for (uint64_t i = 0; i < n; i++) {
+        items[fill[labels[i]]++] = i;
+    }
+    *by_class = items;
+    *class_start = start;
+    return 0;
+}
+
+int
+pt_partition_emit(const uint64_t *src, uint64_t count, uint64_t **idx_out, uint64_t *count_out)
+{
+    if (count == 0) {
+        *idx_out = NULL;
+        *count_out = 0;
+        return 0;
+    }
+    uint64_t *idx = malloc(sizeof(*idx) * count);
+    if (idx == NULL) {
+        return PETAL_ENOMEM;
+    }
+    memcpy(idx, src, sizeof(*idx) * count);
+    qsort(idx, count, sizeof(*idx), pt_cmp_u64);
+    *idx_out = idx;
+    *count_out = count;
+    return 0;
 }

@@ -68,6 +68,67 @@ void petal_dataset_release(const petal_dataset_t *d);
 void petal_dataset_class_counts(const petal_dataset_t *d, const uint64_t *idx, uint64_t count,
                                 uint64_t *counts, uint32_t num_counts);
 
+/* ---- CSV ------------------------------------------------------------------------------------- */
+
+/* Whether the first non-blank line of a CSV file names the columns. */
+enum {
+    PETAL_CSV_HEADER_AUTO = 0, /* a header if any of its cells is not a number */
+    PETAL_CSV_HEADER_YES = 1,
+    PETAL_CSV_HEADER_NO = 2,
+};
+
+/* How to read a CSV file. All zeros (or NULL) means: label in column 0, header detected,
+ * comma-separated. */
+typedef struct petal_csv_options {
+    const char *label_name; /* the label column by its header name (needs a header); NULL: use
+                               label_column */
+    int32_t label_column;   /* the label column by 0-based index; negative counts from the end
+                               (-1: the last column) */
+    int header;             /* PETAL_CSV_HEADER_* */
+    char delimiter;         /* cell separator; 0 means ',' */
+} petal_csv_options_t;
+
+/*
+ * Loads a CSV file (gzip-compressed or plain) of numeric features and one integer label column
+ * (0..255): every other column is a feature, in file order. Cells may be surrounded by spaces or
+ * double quotes; blank lines are skipped. Same cache (keyed by the canonical path and the
+ * options), same release rule and same dataset struct as petal_dataset_load_idx(). A bad cell is
+ * PETAL_EPROTO with a message "FILE:LINE: column C (NAME): ...". Returns 0 and sets *out, or
+ * PETAL_EIO, PETAL_EPROTO (bad cell, ragged row, no examples), PETAL_EINVAL (bad options, label
+ * column not found), PETAL_EMSGSIZE or PETAL_ENOMEM.
+ */
+int petal_dataset_load_csv(const char *path, const petal_csv_options_t *opts,
+                           const petal_dataset_t **out, char *err, size_t cap);
+
+/* ---- Synthetic(alpha, beta) of FedProx (Li et al. 2020) -------------------------------------- */
+
+typedef struct petal_synthetic_params {
+    double alpha;         /* model heterogeneity: u_k ~ N(0, alpha) (alpha is a std deviation) */
+    double beta;          /* feature heterogeneity: B_k ~ N(0, beta) (std deviation) */
+    uint32_t num_devices; /* default 30 */
+    uint32_t dim;         /* features, default 60 */
+    uint32_t num_classes; /* default 10 (at most 256) */
+    int iid;              /* nonzero: Synthetic-IID (one W, b ~ N(0, 1) for all, v_k = 0) */
+    double size_mu;       /* device k holds floor(exp(N(size_mu, size_sigma))) + min_size */
+    double size_sigma;    /* examples: defaults 4, 2 and 50, as the paper's generator */
+    uint64_t min_size;
+    uint64_t seed;
+} petal_synthetic_params_t;
+
+/* Fills the defaults above, alpha = beta = 0, iid = 0, seed = 0. */
+void petal_synthetic_params_init(petal_synthetic_params_t *p);
+
+/*
+ * Generates (or finds in the process-wide cache: same params => same pointer) the Synthetic
+ * dataset: one dataset holding every device's examples, device k's being the contiguous range
+ * [offsets[k], offsets[k + 1]) of *device_offsets (num_devices + 1 entries, owned by the
+ * dataset, valid until petal_dataset_release()). device_offsets may be NULL. Deterministic by
+ * seed. Returns 0, PETAL_EINVAL (a bad parameter, message in err), PETAL_EMSGSIZE (more than
+ * 2^31 examples) or PETAL_ENOMEM.
+ */
+int petal_dataset_synthetic(const petal_synthetic_params_t *p, const petal_dataset_t **out,
+                            const uint64_t **device_offsets, char *err, size_t cap);
+
 /* ---- PRNG: xoshiro256** seeded through splitmix64 (identical on every machine) ------------- */
 
 typedef struct petal_rng {
@@ -117,6 +178,86 @@ int petal_partition_dirichlet(const uint8_t *labels, uint64_t n, uint32_t num_cl
                               uint32_t num_partitions, uint32_t partition_id, double alpha,
                               uint64_t min_partition_size, uint64_t seed, uint64_t **idx_out,
                               uint64_t *count_out);
+
+/*
+ * Pathological label skew (McMahan et al. 2017, as Flower's PathologicalPartitioner): every
+ * partition is given k distinct classes (a seeded random assignment in which each class is held
+ * by floor or ceil of num_partitions * k / num_classes partitions), and each class's examples,
+ * shuffled, are split evenly among the partitions holding it. So a partition has at most k
+ * classes, and every example is assigned exactly once when num_partitions * k >= num_classes
+ * (otherwise the classes nobody holds are left out). Costs O(n + num_partitions * k) per call.
+ * Returns 0, PETAL_EINVAL (k 0 or > num_classes, ...) or PETAL_ENOMEM.
+ */
+int petal_partition_pathological(const uint8_t *labels, uint64_t n, uint32_t num_classes,
+                                 uint32_t num_partitions, uint32_t partition_id, uint32_t k,
+                                 uint64_t seed, uint64_t **idx_out, uint64_t *count_out);
+
+/*
+ * Shards (McMahan et al. 2017, as Flower's ShardPartitioner): the examples are sorted by label
+ * (seeded shuffle inside each label), cut into num_partitions * shards_per_partition shards of
+ * shard_size consecutive examples, and the shards, shuffled, are dealt shards_per_partition to
+ * each partition. shard_size 0 cuts all n examples into shards whose sizes differ by at most one
+ * (every example assigned); otherwise the n - num_partitions * shards_per_partition * shard_size
+ * examples at the end of the sorted order are left out. Returns 0, PETAL_EINVAL (shards 0, more
+ * shard examples than n, ...) or PETAL_ENOMEM.
+ */
+int petal_partition_shard(const uint8_t *labels, uint64_t n, uint32_t num_partitions,
+                          uint32_t partition_id, uint32_t shards_per_partition,
+                          uint64_t shard_size, uint64_t seed, uint64_t **idx_out,
+                          uint64_t *count_out);
+
+/* Size laws: partition i (0-based) gets a share proportional to (i + 1), (i + 1)^2 or
+ * e^((i + 1) / tau). */
+typedef enum petal_size_law {
+    PETAL_SIZE_LINEAR = 0,
+    PETAL_SIZE_SQUARE = 1,
+    PETAL_SIZE_EXPONENTIAL = 2,
+} petal_size_law_t;
+
+/*
+ * The partition sizes of a size law: sizes[0..num_partitions) sum to n, each the floor of its
+ * exact share plus one for the largest fractional parts (ties: lower index). tau > 0 is used by
+ * PETAL_SIZE_EXPONENTIAL only. Returns 0 or PETAL_EINVAL.
+ */
+int petal_partition_size_law(petal_size_law_t law, double tau, uint64_t n,
+                             uint32_t num_partitions, uint64_t *sizes);
+
+/*
+ * Size-skewed partition: partition p gets petal_partition_size_law()'s sizes[p] examples, the
+ * positions [sizes[0] + ... + sizes[p-1], ... + sizes[p]) of the same seeded permutation as
+ * petal_partition_iid(), so labels are IID and every example is assigned exactly once.
+ * Returns 0, PETAL_EINVAL or PETAL_ENOMEM.
+ */
+int petal_partition_size_skewed(uint64_t n, uint32_t num_partitions, uint32_t partition_id,
+                                petal_size_law_t law, double tau, uint64_t seed,
+                                uint64_t **idx_out, uint64_t *count_out);
+
+/* Parameters of petal_partition_by_name(); each partitioner reads the fields it needs. */
+typedef struct petal_partition_params {
+    uint64_t seed;
+    double alpha;                  /* "dirichlet": concentration, > 0 (default 0.5) */
+    uint64_t min_partition_size;   /* "dirichlet": redraw below this size (default 0) */
+    uint32_t k;                    /* "pathological": classes per partition (default 2) */
+    uint32_t shards_per_partition; /* "shard": (default 2) */
+    uint64_t shard_size;           /* "shard": 0 = cut all examples evenly (default 0) */
+    double tau;                    /* "exponential": sizes ~ e^((i + 1) / tau) (default 1) */
+} petal_partition_params_t;
+
+/* Fills the defaults above and seed 0. */
+void petal_partition_params_init(petal_partition_params_t *p);
+
+/*
+ * Partition `partition_id` of `num_partitions` by the partitioner named `name`: "iid",
+ * "dirichlet", "pathological", "shard", "linear", "square" or "exponential". labels (n labels,
+ * each < num_classes) may be NULL for "iid", "linear", "square" and "exponential". Indices come
+ * back sorted in a malloc'd *idx_out as above. An unknown name or a bad parameter is
+ * PETAL_EINVAL with a message in err naming it (and listing the known names).
+ */
+int petal_partition_by_name(const char *name, const petal_partition_params_t *p,
+                            const uint8_t *labels, uint64_t n, uint32_t num_classes,
+                            uint32_t num_partitions, uint32_t partition_id, uint64_t **idx_out,
+                            uint64_t *count_out, char *err, size_t cap);
+
 
 #ifdef __cplusplus
 }

@@ -235,7 +235,8 @@ raw_connect(void)
 
         memset(&sun, 0, sizeof(sun));
         sun.sun_family = AF_UNIX;
-        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", T.bound + strlen("ipc://"));
+        int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", T.bound + strlen("ipc://"));
+        ck_assert(n > 0 && (size_t)n < sizeof(sun.sun_path));
         fd = socket(AF_UNIX, SOCK_STREAM, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
             int e = -errno;

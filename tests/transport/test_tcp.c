@@ -104,7 +104,9 @@ START_TEST(test_dial_refused)
     ck_assert_int_eq(D.downs, 1);
     ck_assert_int_eq(D.status, UV_ECONNREFUSED);
     /* "connect to 127.0.0.1:PORT: connection refused" */
-    snprintf(want, sizeof(want), "connect to %s: connection refused", D.target + strlen("tcp://"));
+    int n = snprintf(want, sizeof(want), "connect to %s: connection refused",
+                     D.target + strlen("tcp://"));
+    ck_assert(n > 0 && (size_t)n < sizeof(want));
     ck_assert_str_eq(D.reason, want);
 }
 END_TEST

@@ -3,23 +3,10 @@
 
 #include "outbox.h"
 
-static void
-push_back(pt_outbox_t *ob, pt_frame_t *f)
-{
-    f->hdr.next = NULL;
-    if (ob->tail != NULL) {
-        ob->tail->hdr.next = &f->hdr;
-    } else {
-        ob->head = f;
-    }
-    ob->tail = f;
-    ob->count++;
-}
-
 void
 pt_outbox_send(pt_outbox_t *ob, pt_conn_t *c, pt_frame_t *f)
 {
-    if (ob->head == NULL) {
+    if (ob->q.head == NULL) {
         int rc = pt_conn_send(c, f);
         if (rc == 0) {
             return;
@@ -30,28 +17,21 @@ pt_outbox_send(pt_outbox_t *ob, pt_conn_t *c, pt_frame_t *f)
             return;
         }
     }
-    push_back(ob, f);
+    pt_frameq_push(&ob->q, f);
 }
 
 void
 pt_outbox_flush(pt_outbox_t *ob, pt_conn_t *c)
 {
-    while (ob->head != NULL) {
-        pt_frame_t *f = ob->head;
-        pt_frame_t *next = (pt_frame_t *)f->hdr.next;
-        f->hdr.next = NULL;
+    pt_frame_t *f;
+    while ((f = pt_frameq_pop(&ob->q)) != NULL) {
         int rc = pt_conn_send(c, f);
         if (rc == PETAL_EAGAIN) {
-            f->hdr.next = next != NULL ? &next->hdr : NULL; /* still queued: keep the rest */
+            pt_frameq_push_front(&ob->q, f); /* still first in line */
             return;
         }
         if (rc != 0) {
             pt_msg_free(&f->hdr);
-        }
-        ob->head = next;
-        ob->count--;
-        if (next == NULL) {
-            ob->tail = NULL;
         }
     }
 }
@@ -59,11 +39,5 @@ pt_outbox_flush(pt_outbox_t *ob, pt_conn_t *c)
 void
 pt_outbox_clear(pt_outbox_t *ob)
 {
-    while (ob->head != NULL) {
-        pt_frame_t *f = ob->head;
-        ob->head = (pt_frame_t *)f->hdr.next;
-        pt_msg_free(&f->hdr);
-    }
-    ob->tail = NULL;
-    ob->count = 0;
+    pt_frameq_clear(&ob->q);
 }

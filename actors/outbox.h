@@ -2,12 +2,12 @@
 #ifndef PT_OUTBOX_H
 #define PT_OUTBOX_H
 
+#include "actors/frameq.h"
 #include "transport/transport.h"
 
-/* Caller-owned storage; loop thread only. */
+/* Caller-owned storage, zero-initialized; loop thread only. */
 typedef struct pt_outbox {
-    pt_frame_t *head, *tail;
-    uint64_t count;
+    pt_frameq_t q;
 } pt_outbox_t;
 
 /* Sends f now when nothing is waiting and the peer accepts it; queues it on PETAL_EAGAIN; frees

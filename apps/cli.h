@@ -10,6 +10,7 @@ int petal_cmd_ls(int argc, char **argv);
 int petal_cmd_log(int argc, char **argv);
 int petal_cmd_stop(int argc, char **argv);
 int petal_cmd_nodes(int argc, char **argv);
+int petal_cmd_plot(int argc, char **argv);
 
 /* Exit codes. */
 #define PETAL_EXIT_OK 0

@@ -18,6 +18,7 @@ static const struct {
     {"log", petal_cmd_log, "print (or follow) a run's log"},
     {"stop", petal_cmd_stop, "stop a running run"},
     {"nodes", petal_cmd_nodes, "list the SuperNodes a SuperLink knows"},
+    {"plot", petal_cmd_plot, "draw per-round metrics of --history files (SVG or PNG)"},
 };
 
 static void

@@ -2,7 +2,8 @@
 # deps.sh - installs the Debian packages Petal needs that are missing; quiet when none are.
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libmsgpack-dev libsodium-dev check libsqlite3-dev
-libinih-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist clang libclang-rt-14-dev"
+libinih-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist clang libclang-rt-14-dev
+libcairo2-dev libjson-c-dev fonts-dejavu-core"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

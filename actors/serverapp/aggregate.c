@@ -104,36 +104,10 @@ pt_sample_nodes(const uint64_t *ids, uint64_t n, uint64_t k, uint64_t seed, uint
     return 0;
 }
 
-/* ---- FedAvg accumulator --------------------------------------------------------------------- */
+/* ---- Model layout ------------------------------------------------------------------------- */
 
 /* Elements per parallel chunk: 64 Ki elements (256 KiB of float32 in, 512 KiB of sums). */
 #define CHUNK_ELEMS ((uint64_t)1 << 16)
-
-typedef struct acc_array {
-    char *name;
-    int32_t dtype;
-    uint32_t ndim;
-    uint64_t shape[PETAL_MAX_NDIM];
-    uint64_t numel;
-    uint64_t start; /* first element in sums */
-} acc_array_t;
-
-enum { OP_FOLD, OP_FINISH };
-
-struct pt_fedavg_acc {
-    acc_array_t *arrays;
-    uint64_t narrays;
-    double *sums;
-    uint64_t numel;
-    uint64_t parallel_min;
-    double total_weight;
-    uint64_t count;
-    /* The operation in progress (read by the chunk workers). */
-    int op;
-    double weight;    /* OP_FOLD: the reply's weight */
-    const void **src; /* OP_FOLD: each array's data in the reply */
-    void **dst;       /* OP_FINISH: each output array's data */
-};
 
 static void
 fmt_shape(char *buf, size_t len, uint32_t ndim, const uint64_t *shape)
@@ -151,50 +125,44 @@ fmt_shape(char *buf, size_t len, uint32_t ndim, const uint64_t *shape)
 }
 
 void
-pt_fedavg_acc_free(pt_fedavg_acc_t *acc)
+pt_layout_free(pt_layout_t *l)
 {
-    if (acc == NULL) {
+    if (l == NULL) {
         return;
     }
-    for (uint64_t i = 0; i < acc->narrays; i++) {
-        free(acc->arrays[i].name);
+    for (uint64_t i = 0; i < l->narrays; i++) {
+        free(l->arrays[i].name);
     }
-    free(acc->arrays);
-    free(acc->sums);
-    free(acc->src);
-    free(acc->dst);
-    free(acc);
+    free(l->arrays);
+    free(l);
 }
 
 int
-pt_fedavg_acc_alloc(const petal_arrayrecord_t *global, uint64_t parallel_min_elements, char *why,
-                    size_t why_len, pt_fedavg_acc_t **out)
+pt_layout_alloc(const petal_arrayrecord_t *model, const char *who, char *why, size_t why_len,
+                pt_layout_t **out)
 {
-    pt_fedavg_acc_t *acc;
+    pt_layout_t *l;
     uint64_t n;
     int rc = PETAL_ENOMEM;
 
-    if (global == NULL || out == NULL) {
+    if (model == NULL || out == NULL) {
         return PETAL_EINVAL;
     }
-    acc = calloc(1, sizeof(*acc));
-    if (acc == NULL) {
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
         return PETAL_ENOMEM;
     }
-    n = petal_arrayrecord_count(global);
-    acc->parallel_min = parallel_min_elements;
+    n = petal_arrayrecord_count(model);
     if (n > 0) {
-        acc->arrays = calloc(n, sizeof(*acc->arrays));
-        acc->src = calloc(n, sizeof(*acc->src));
-        acc->dst = calloc(n, sizeof(*acc->dst));
-        if (acc->arrays == NULL || acc->src == NULL || acc->dst == NULL) {
+        l->arrays = calloc(n, sizeof(*l->arrays));
+        if (l->arrays == NULL) {
             goto fail;
         }
     }
     for (uint64_t i = 0; i < n; i++) {
-        const petal_array_t *a = petal_arrayrecord_at(global, i);
-        const char *name = petal_arrayrecord_name_at(global, i);
-        acc_array_t *d = &acc->arrays[i];
+        const petal_array_t *a = petal_arrayrecord_at(model, i);
+        const char *name = petal_arrayrecord_name_at(model, i);
+        pt_layout_array_t *d = &l->arrays[i];
         uint32_t ndim;
 
         if (a == NULL || name == NULL) {
@@ -204,8 +172,8 @@ pt_fedavg_acc_alloc(const petal_arrayrecord_t *global, uint64_t parallel_min_ele
         d->dtype = petal_array_dtype(a);
         if (d->dtype != PETAL_DTYPE_FLOAT32 && d->dtype != PETAL_DTYPE_FLOAT64) {
             snprintf(why, why_len,
-                     "array '%s' has dtype %s; FedAvg averages float32 and float64 arrays only",
-                     name, petal_dtype_name(d->dtype));
+                     "array '%s' has dtype %s; %s aggregates float32 and float64 arrays only",
+                     name, petal_dtype_name(d->dtype), who != NULL ? who : "the strategy");
             rc = PETAL_ETYPE;
             goto fail;
         }
@@ -223,10 +191,364 @@ pt_fedavg_acc_alloc(const petal_arrayrecord_t *global, uint64_t parallel_min_ele
             memcpy(d->shape, petal_array_shape(a), ndim * sizeof(uint64_t));
         }
         d->numel = petal_array_numel(a);
-        d->start = acc->numel;
-        acc->numel += d->numel;
-        acc->narrays = i + 1;
+        d->start = l->numel;
+        l->numel += d->numel;
+        l->narrays = i + 1;
     }
+    *out = l;
+    return 0;
+fail:
+    pt_layout_free(l);
+    return rc;
+}
+
+int
+pt_layout_check(const pt_layout_t *l, const petal_arrayrecord_t *arrays, const void **data,
+                char *why, size_t why_len)
+{
+    uint64_t n;
+
+    if (l == NULL || arrays == NULL) {
+        snprintf(why, why_len, "no arrays in the reply");
+        return PETAL_EINVAL;
+    }
+    n = petal_arrayrecord_count(arrays);
+    if (n != l->narrays) {
+        snprintf(why, why_len, "%" PRIu64 " arrays in the reply, the model has %" PRIu64, n,
+                 l->narrays);
+        return PETAL_EINVAL;
+    }
+    for (uint64_t j = 0; j < l->narrays; j++) {
+        const pt_layout_array_t *m = &l->arrays[j];
+        const petal_array_t *a = petal_arrayrecord_get(arrays, m->name);
+        int32_t dtype;
+        uint32_t ndim;
+        const uint64_t *shape;
+        const void *p;
+        uint32_t esize = m->dtype == PETAL_DTYPE_FLOAT32 ? 4 : 8;
+
+        if (a == NULL) {
+            snprintf(why, why_len, "array '%s' is missing from the reply", m->name);
+            return PETAL_EINVAL;
+        }
+        dtype = petal_array_dtype(a);
+        if (dtype != m->dtype) {
+            snprintf(why, why_len, "array '%s': dtype %s, the model's is %s", m->name,
+                     petal_dtype_name(dtype), petal_dtype_name(m->dtype));
+            return PETAL_EINVAL;
+        }
+        ndim = petal_array_ndim(a);
+        shape = petal_array_shape(a);
+        if (ndim != m->ndim ||
+            (ndim > 0 && (shape == NULL || memcmp(shape, m->shape, ndim * sizeof(uint64_t))))) {
+            char got[128];
+            char want[128];
+            fmt_shape(got, sizeof(got), ndim <= PETAL_MAX_NDIM && shape ? ndim : 0, shape);
+            fmt_shape(want, sizeof(want), m->ndim, m->shape);
+            snprintf(why, why_len, "array '%s': shape %s, the model's is %s", m->name, got, want);
+            return PETAL_EINVAL;
+        }
+        p = petal_array_data(a);
+        if (m->numel > 0 && (p == NULL || petal_array_numel(a) != m->numel ||
+                             petal_array_nbytes(a) != m->numel * esize)) {
+            snprintf(why, why_len, "array '%s': data does not match its shape", m->name);
+            return PETAL_EINVAL;
+        }
+        if (((uintptr_t)p % esize) != 0) {
+            snprintf(why, why_len, "array '%s': data is not aligned for %s", m->name,
+                     petal_dtype_name(m->dtype));
+            return PETAL_EINVAL;
+        }
+        data[j] = p;
+    }
+    return 0;
+}
+
+/* The last array starting at or before element lo. */
+static uint64_t
+layout_find(const pt_layout_t *l, uint64_t lo)
+{
+    uint64_t a = 0;
+    uint64_t b = l->narrays;
+
+    while (b - a > 1) {
+        uint64_t mid = a + (b - a) / 2;
+        if (l->arrays[mid].start <= lo) {
+            a = mid;
+        } else {
+            b = mid;
+        }
+    }
+    return a;
+}
+
+void
+pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint64_t hi,
+               double *out)
+{
+    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
+        const pt_layout_array_t *arr = &l->arrays[j];
+        uint64_t end = arr->start + arr->numel;
+        uint64_t off;
+        uint64_t cnt;
+
+        if (end <= lo) {
+            continue;
+        }
+        if (end > hi) {
+            end = hi;
+        }
+        off = lo - arr->start;
+        cnt = end - lo;
+        if (arr->dtype == PETAL_DTYPE_FLOAT32) {
+            const float *restrict x = (const float *)data[j] + off;
+            for (uint64_t i = 0; i < cnt; i++) {
+                out[i] = (double)x[i];
+            }
+        } else {
+            memcpy(out, (const double *)data[j] + off, cnt * sizeof(double));
+        }
+        out += cnt;
+        lo = end;
+    }
+}
+
+void
+pt_layout_store(const pt_layout_t *l, void *const *data, uint64_t lo, uint64_t hi,
+                const double *in)
+{
+    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
+        const pt_layout_array_t *arr = &l->arrays[j];
+        uint64_t end = arr->start + arr->numel;
+        uint64_t off;
+        uint64_t cnt;
+
+        if (end <= lo) {
+            continue;
+        }
+        if (end > hi) {
+            end = hi;
+        }
+        off = lo - arr->start;
+        cnt = end - lo;
+        if (arr->dtype == PETAL_DTYPE_FLOAT32) {
+            float *restrict y = (float *)data[j] + off;
+            for (uint64_t i = 0; i < cnt; i++) {
+                y[i] = (float)in[i];
+            }
+        } else {
+            memcpy((double *)data[j] + off, in, cnt * sizeof(double));
+        }
+        in += cnt;
+        lo = end;
+    }
+}
+
+int
+pt_layout_add_arrays(const pt_layout_t *l, petal_arrayrecord_t *out, void **data)
+{
+    if (l == NULL || out == NULL || (l->narrays > 0 && data == NULL)) {
+        return PETAL_EINVAL;
+    }
+    for (uint64_t j = 0; j < l->narrays; j++) {
+        const pt_layout_array_t *m = &l->arrays[j];
+        petal_array_t *a = petal_arrayrecord_add(out, m->name, m->dtype, m->ndim, m->shape);
+        if (a == NULL) {
+            return PETAL_ENOMEM;
+        }
+        data[j] = petal_array_data_mut(a);
+        if (data[j] == NULL && m->numel > 0) {
+            return PETAL_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Sum of squared differences over [lo, hi). */
+static double
+sqdist_range(const pt_layout_t *l, const void *const *a, const void *const *b, uint64_t lo,
+             uint64_t hi)
+{
+    double sum = 0.0;
+
+    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
+        const pt_layout_array_t *arr = &l->arrays[j];
+        uint64_t end = arr->start + arr->numel;
+        uint64_t off;
+        uint64_t cnt;
+
+        if (end <= lo) {
+            continue;
+        }
+        if (end > hi) {
+            end = hi;
+        }
+        off = lo - arr->start;
+        cnt = end - lo;
+        if (arr->dtype == PETAL_DTYPE_FLOAT32) {
+            const float *restrict x = (const float *)a[j] + off;
+            const float *restrict y = (const float *)b[j] + off;
+            for (uint64_t i = 0; i < cnt; i++) {
+                double d = (double)x[i] - (double)y[i];
+                sum += d * d;
+            }
+        } else {
+            const double *restrict x = (const double *)a[j] + off;
+            const double *restrict y = (const double *)b[j] + off;
+            for (uint64_t i = 0; i < cnt; i++) {
+                double d = x[i] - y[i];
+                sum += d * d;
+            }
+        }
+        lo = end;
+    }
+    return sum;
+}
+
+typedef struct sqdist_job {
+    const pt_layout_t *l;
+    const void *const *a;
+    const void *const *b;
+    double *partial;
+} sqdist_job_t;
+
+static void
+sqdist_chunk(uint64_t lo, uint64_t hi, void *arg)
+{
+    sqdist_job_t *j = arg;
+    j->partial[lo / CHUNK_ELEMS] = sqdist_range(j->l, j->a, j->b, lo, hi);
+}
+
+double
+pt_layout_sqdist(const pt_layout_t *l, const void *const *a, const void *const *b,
+                 struct pt_runtime *rt, uint64_t parallel_min)
+{
+    uint64_t chunks = (l->numel + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+    double sum = 0.0;
+
+    if (rt != NULL && chunks > 1 && l->numel >= parallel_min && pt_runtime_workers(rt) > 0) {
+        sqdist_job_t job = {l, a, b, calloc(chunks, sizeof(double))};
+        if (job.partial != NULL) {
+            pt_parallel_ranges(rt, l->numel, CHUNK_ELEMS, parallel_min, sqdist_chunk, &job);
+            for (uint64_t c = 0; c < chunks; c++) {
+                sum += job.partial[c];
+            }
+            free(job.partial);
+            return sum;
+        }
+    }
+    /* Serially, with the same chunks added in the same order. */
+    for (uint64_t lo = 0; lo < l->numel; lo += CHUNK_ELEMS) {
+        uint64_t hi = lo + CHUNK_ELEMS < l->numel ? lo + CHUNK_ELEMS : l->numel;
+        sum += sqdist_range(l, a, b, lo, hi);
+    }
+    return sum;
+}
+
+typedef struct ranges_job {
+    uint64_t n;
+    uint64_t chunk;
+    void (*fn)(uint64_t lo, uint64_t hi, void *arg);
+    void *arg;
+} ranges_job_t;
+
+static void
+ranges_chunk(uint32_t i, void *arg)
+{
+    ranges_job_t *j = arg;
+    uint64_t lo = (uint64_t)i * j->chunk;
+    uint64_t hi = lo + j->chunk;
+
+    if (hi > j->n) {
+        hi = j->n;
+    }
+    j->fn(lo, hi, j->arg);
+}
+
+void
+pt_parallel_ranges(struct pt_runtime *rt, uint64_t n, uint64_t chunk, uint64_t parallel_min,
+                   void (*fn)(uint64_t lo, uint64_t hi, void *arg), void *arg)
+{
+    uint64_t chunks;
+
+    if (n == 0) {
+        return;
+    }
+    if (chunk == 0) {
+        chunk = n;
+    }
+    chunks = (n + chunk - 1) / chunk;
+    if (rt != NULL && n >= parallel_min && chunks > 1 && chunks <= UINT32_MAX &&
+        pt_runtime_workers(rt) > 0) {
+        ranges_job_t job = {n, chunk, fn, arg};
+        pt_pool_parallel_for(rt, (uint32_t)chunks, ranges_chunk, &job);
+        return;
+    }
+    for (uint64_t lo = 0; lo < n; lo += chunk) {
+        fn(lo, lo + chunk < n ? lo + chunk : n, arg);
+    }
+}
+
+/* ---- FedAvg accumulator --------------------------------------------------------------------- */
+
+enum { OP_FOLD, OP_FINISH, OP_MEAN };
+
+struct pt_fedavg_acc {
+    pt_layout_t *layout;
+    double *sums;
+    uint64_t numel;
+    uint64_t parallel_min;
+    double total_weight;
+    uint64_t count;
+    int meaned; /* the sums hold the mean (pt_fedavg_acc_mean) */
+    /* The operation in progress (read by the chunk workers). */
+    int op;
+    double weight;    /* OP_FOLD: the reply's weight */
+    const void **src; /* OP_FOLD: each array's data in the reply */
+    void **dst;       /* OP_FINISH: each output array's data */
+};
+
+void
+pt_fedavg_acc_free(pt_fedavg_acc_t *acc)
+{
+    if (acc == NULL) {
+        return;
+    }
+    pt_layout_free(acc->layout);
+    free(acc->sums);
+    free(acc->src);
+    free(acc->dst);
+    free(acc);
+}
+
+int
+pt_fedavg_acc_alloc(const petal_arrayrecord_t *global, uint64_t parallel_min_elements, char *why,
+                    size_t why_len, pt_fedavg_acc_t **out)
+{
+    pt_fedavg_acc_t *acc;
+    uint64_t n;
+    int rc;
+
+    if (global == NULL || out == NULL) {
+        return PETAL_EINVAL;
+    }
+    acc = calloc(1, sizeof(*acc));
+    if (acc == NULL) {
+        return PETAL_ENOMEM;
+    }
+    acc->parallel_min = parallel_min_elements;
+    rc = pt_layout_alloc(global, "FedAvg", why, why_len, &acc->layout);
+    if (rc != 0) {
+        goto fail;
+    }
+    rc = PETAL_ENOMEM;
+    n = acc->layout->narrays;
+    acc->src = calloc(n > 0 ? n : 1, sizeof(*acc->src));
+    acc->dst = calloc(n > 0 ? n : 1, sizeof(*acc->dst));
+    if (acc->src == NULL || acc->dst == NULL) {
+        goto fail;
+    }
+    acc->numel = acc->layout->numel;
     if (acc->numel > 0) {
         acc->sums = calloc(acc->numel, sizeof(double));
         if (acc->sums == NULL) {
@@ -243,22 +565,20 @@ fail:
 
 /* The op in progress over elements [lo, hi) of the concatenated model. */
 static void
-run_range(pt_fedavg_acc_t *acc, uint64_t lo, uint64_t hi)
+run_range(uint64_t lo, uint64_t hi, void *arg)
 {
-    uint64_t a = 0;
-    uint64_t b = acc->narrays;
+    pt_fedavg_acc_t *acc = arg;
+    const pt_layout_t *l = acc->layout;
 
-    /* The last array starting at or before lo. */
-    while (b - a > 1) {
-        uint64_t mid = a + (b - a) / 2;
-        if (acc->arrays[mid].start <= lo) {
-            a = mid;
-        } else {
-            b = mid;
+    if (acc->op == OP_MEAN) {
+        const double t = acc->total_weight;
+        for (uint64_t i = lo; i < hi; i++) {
+            acc->sums[i] /= t;
         }
+        return;
     }
-    for (uint64_t j = a; j < acc->narrays && lo < hi; j++) {
-        const acc_array_t *arr = &acc->arrays[j];
+    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
+        const pt_layout_array_t *arr = &l->arrays[j];
         uint64_t end = arr->start + arr->numel;
         uint64_t off;
         uint64_t cnt;
@@ -287,7 +607,7 @@ run_range(pt_fedavg_acc_t *acc, uint64_t lo, uint64_t hi)
                 }
             }
         } else {
-            const double t = acc->total_weight;
+            const double t = acc->meaned ? 1.0 : acc->total_weight;
             if (arr->dtype == PETAL_DTYPE_FLOAT32) {
                 float *restrict y = (float *)acc->dst[j] + off;
                 for (uint64_t i = 0; i < cnt; i++) {
@@ -304,97 +624,23 @@ run_range(pt_fedavg_acc_t *acc, uint64_t lo, uint64_t hi)
     }
 }
 
-static void
-run_chunk(uint32_t i, void *arg)
-{
-    pt_fedavg_acc_t *acc = arg;
-    uint64_t lo = (uint64_t)i * CHUNK_ELEMS;
-    uint64_t hi = lo + CHUNK_ELEMS;
-
-    if (hi > acc->numel) {
-        hi = acc->numel;
-    }
-    run_range(acc, lo, hi);
-}
-
 /* Runs the op over the whole model, on the pool when it is large enough. Each element is
  * touched by one chunk only, so the result does not depend on the number of threads. */
 static void
 run_op(pt_fedavg_acc_t *acc, struct pt_runtime *rt)
 {
-    uint64_t chunks = (acc->numel + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
-
-    if (acc->numel == 0) {
-        return;
-    }
-    if (rt != NULL && acc->numel >= acc->parallel_min && chunks > 1 && chunks <= UINT32_MAX &&
-        pt_runtime_workers(rt) > 0) {
-        pt_pool_parallel_for(rt, (uint32_t)chunks, run_chunk, acc);
-    } else {
-        run_range(acc, 0, acc->numel);
-    }
+    pt_parallel_ranges(rt, acc->numel, CHUNK_ELEMS, acc->parallel_min, run_range, acc);
 }
 
 int
 pt_fedavg_acc_check(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, char *why,
                     size_t why_len)
 {
-    uint64_t n;
-
     if (acc == NULL || arrays == NULL) {
         snprintf(why, why_len, "no arrays in the reply");
         return PETAL_EINVAL;
     }
-    n = petal_arrayrecord_count(arrays);
-    if (n != acc->narrays) {
-        snprintf(why, why_len, "%" PRIu64 " arrays in the reply, the model has %" PRIu64, n,
-                 acc->narrays);
-        return PETAL_EINVAL;
-    }
-    for (uint64_t j = 0; j < acc->narrays; j++) {
-        const acc_array_t *m = &acc->arrays[j];
-        const petal_array_t *a = petal_arrayrecord_get(arrays, m->name);
-        int32_t dtype;
-        uint32_t ndim;
-        const uint64_t *shape;
-        const void *data;
-        uint32_t esize = m->dtype == PETAL_DTYPE_FLOAT32 ? 4 : 8;
-
-        if (a == NULL) {
-            snprintf(why, why_len, "array '%s' is missing from the reply", m->name);
-            return PETAL_EINVAL;
-        }
-        dtype = petal_array_dtype(a);
-        if (dtype != m->dtype) {
-            snprintf(why, why_len, "array '%s': dtype %s, the model's is %s", m->name,
-                     petal_dtype_name(dtype), petal_dtype_name(m->dtype));
-            return PETAL_EINVAL;
-        }
-        ndim = petal_array_ndim(a);
-        shape = petal_array_shape(a);
-        if (ndim != m->ndim ||
-            (ndim > 0 && (shape == NULL || memcmp(shape, m->shape, ndim * sizeof(uint64_t))))) {
-            char got[128];
-            char want[128];
-            fmt_shape(got, sizeof(got), ndim <= PETAL_MAX_NDIM && shape ? ndim : 0, shape);
-            fmt_shape(want, sizeof(want), m->ndim, m->shape);
-            snprintf(why, why_len, "array '%s': shape %s, the model's is %s", m->name, got, want);
-            return PETAL_EINVAL;
-        }
-        data = petal_array_data(a);
-        if (m->numel > 0 && (data == NULL || petal_array_numel(a) != m->numel ||
-                             petal_array_nbytes(a) != m->numel * esize)) {
-            snprintf(why, why_len, "array '%s': data does not match its shape", m->name);
-            return PETAL_EINVAL;
-        }
-        if (((uintptr_t)data % esize) != 0) {
-            snprintf(why, why_len, "array '%s': data is not aligned for %s", m->name,
-                     petal_dtype_name(m->dtype));
-            return PETAL_EINVAL;
-        }
-        acc->src[j] = data;
-    }
-    return 0;
+    return pt_layout_check(acc->layout, arrays, acc->src, why, why_len);
 }
 
 int
@@ -407,6 +653,10 @@ pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, doub
         snprintf(why, why_len, "the weight must be positive and finite");
         return PETAL_EINVAL;
     }
+    if (acc != NULL && acc->meaned) {
+        snprintf(why, why_len, "the mean was taken already");
+        return PETAL_ESTATE;
+    }
     rc = pt_fedavg_acc_check(acc, arrays, why, why_len);
     if (rc != 0) {
         return rc;
@@ -416,7 +666,7 @@ pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, doub
     run_op(acc, rt);
     acc->total_weight += weight;
     acc->count++;
-    for (uint64_t j = 0; j < acc->narrays; j++) {
+    for (uint64_t j = 0; j < acc->layout->narrays; j++) {
         acc->src[j] = NULL;
     }
     return 0;
@@ -425,29 +675,44 @@ pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, doub
 int
 pt_fedavg_acc_finish(pt_fedavg_acc_t *acc, petal_arrayrecord_t *out, struct pt_runtime *rt)
 {
+    int rc;
+
     if (acc == NULL || out == NULL) {
         return PETAL_EINVAL;
     }
     if (acc->count == 0 || !(acc->total_weight > 0.0)) {
         return PETAL_ESTATE;
     }
-    for (uint64_t j = 0; j < acc->narrays; j++) {
-        const acc_array_t *m = &acc->arrays[j];
-        petal_array_t *a = petal_arrayrecord_add(out, m->name, m->dtype, m->ndim, m->shape);
-        if (a == NULL) {
-            return PETAL_ENOMEM;
-        }
-        acc->dst[j] = petal_array_data_mut(a);
-        if (acc->dst[j] == NULL && m->numel > 0) {
-            return PETAL_ENOMEM;
-        }
+    rc = pt_layout_add_arrays(acc->layout, out, acc->dst);
+    if (rc != 0) {
+        return rc;
     }
     acc->op = OP_FINISH;
     run_op(acc, rt);
-    for (uint64_t j = 0; j < acc->narrays; j++) {
+    for (uint64_t j = 0; j < acc->layout->narrays; j++) {
         acc->dst[j] = NULL;
     }
     return 0;
+}
+
+const double *
+pt_fedavg_acc_mean(pt_fedavg_acc_t *acc, struct pt_runtime *rt)
+{
+    if (acc == NULL || acc->count == 0 || !(acc->total_weight > 0.0)) {
+        return NULL;
+    }
+    if (!acc->meaned) {
+        acc->op = OP_MEAN;
+        run_op(acc, rt);
+        acc->meaned = 1;
+    }
+    return acc->numel > 0 ? acc->sums : (const double *)acc;
+}
+
+const pt_layout_t *
+pt_fedavg_acc_layout(const pt_fedavg_acc_t *acc)
+{
+    return acc->layout;
 }
 
 uint64_t
@@ -466,6 +731,205 @@ uint64_t
 pt_fedavg_acc_numel(const pt_fedavg_acc_t *acc)
 {
     return acc->numel;
+}
+
+/* ---- Held replies --------------------------------------------------------------------------- */
+
+uint64_t
+pt_replies_chunk(uint64_t n)
+{
+    uint64_t c = ((uint64_t)1 << 18) / (n > 0 ? n : 1);
+
+    if (c < 256) {
+        c = 256;
+    }
+    if (c > CHUNK_ELEMS) {
+        c = CHUNK_ELEMS;
+    }
+    return c;
+}
+
+void
+pt_replies_free(pt_replies_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (uint64_t i = 0; r->slots != NULL && i < r->nslots; i++) {
+        petal_recorddict_free(r->slots[i].holder);
+        free(r->slots[i].data);
+    }
+    free(r->slots);
+    free(r->held);
+    pt_layout_free(r->layout);
+    free(r);
+}
+
+int
+pt_replies_alloc(const petal_round_info_t *info, const char *who, char *why, size_t why_len,
+                 pt_replies_t **out)
+{
+    pt_replies_t *r;
+    int rc;
+
+    if (info == NULL || info->arrays == NULL || out == NULL) {
+        return PETAL_EINVAL;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return PETAL_ENOMEM;
+    }
+    rc = pt_layout_alloc(info->arrays, who, why, why_len, &r->layout);
+    if (rc != 0) {
+        pt_replies_free(r);
+        return rc;
+    }
+    r->nslots = info->num_nodes;
+    r->slots = calloc(r->nslots > 0 ? r->nslots : 1, sizeof(*r->slots));
+    r->held = calloc(r->nslots > 0 ? r->nslots : 1, sizeof(*r->held));
+    if (r->slots == NULL || r->held == NULL) {
+        pt_replies_free(r);
+        return PETAL_ENOMEM;
+    }
+    *out = r;
+    return 0;
+}
+
+static int32_t
+copy_metrics(petal_metricrecord_t *dst, const petal_metricrecord_t *src)
+{
+    uint64_t n = src != NULL ? petal_metricrecord_count(src) : 0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        const char *name;
+        petal_value_t v;
+        int32_t rc = petal_metricrecord_at(src, i, &name, &v);
+        if (rc == 0) {
+            rc = petal_metricrecord_set(dst, name, &v);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int
+pt_replies_hold(pt_replies_t *r, const petal_strategy_t *s, uint64_t index,
+                const petal_message_t *reply, char *why, size_t why_len)
+{
+    const petal_recorddict_t *content = petal_message_content(reply);
+    const petal_arrayrecord_t *arrays;
+    const pt_layout_t *l = r->layout;
+    petal_arrayrecord_t *keep;
+    petal_metricrecord_t *metrics;
+    pt_held_t *h;
+    const void **data;
+    double w;
+    int rc;
+
+    if (index >= r->nslots || r->slots[index].holder != NULL) {
+        snprintf(why, why_len, "reply position %" PRIu64 " is out of range or taken", index);
+        return PETAL_EINVAL;
+    }
+    if (content == NULL) {
+        snprintf(why, why_len, "the reply has no content");
+        return PETAL_EINVAL;
+    }
+    arrays = petal_recorddict_arrays(content, s->opts.arrayrecord_key);
+    if (arrays == NULL) {
+        snprintf(why, why_len, "no ArrayRecord '%s' in the reply", s->opts.arrayrecord_key);
+        return PETAL_EINVAL;
+    }
+    rc = petal_strategy_reply_weight(s, content, &w, why, why_len);
+    if (rc != 0) {
+        return rc;
+    }
+    data = calloc(l->narrays > 0 ? l->narrays : 1, sizeof(*data));
+    if (data == NULL) {
+        return PETAL_ENOMEM;
+    }
+    rc = pt_layout_check(l, arrays, data, why, why_len);
+    if (rc != 0) {
+        free(data);
+        return rc;
+    }
+    h = &r->slots[index];
+    h->holder = petal_recorddict_alloc();
+    keep = h->holder != NULL ? petal_recorddict_add_arrays(h->holder, "arrays") : NULL;
+    metrics = h->holder != NULL ? petal_recorddict_add_metrics(h->holder, "metrics") : NULL;
+    rc = keep != NULL && metrics != NULL ? 0 : PETAL_ENOMEM;
+    /* References to the reply's buffers, in model order: no array byte is copied. */
+    for (uint64_t j = 0; rc == 0 && j < l->narrays; j++) {
+        rc = petal_arrayrecord_add_ref(keep, l->arrays[j].name,
+                                       petal_arrayrecord_get(arrays, l->arrays[j].name));
+    }
+    if (rc == 0) {
+        rc = copy_metrics(metrics, petal_strategy_reply_metrics(content));
+    }
+    if (rc == 0) {
+        rc = pt_layout_check(l, keep, data, why, why_len);
+    }
+    if (rc != 0) {
+        if (why[0] == '\0') {
+            snprintf(why, why_len, "keeping the reply failed: %s", petal_strerror(rc));
+        }
+        petal_recorddict_free(h->holder);
+        h->holder = NULL;
+        free(data);
+        return rc;
+    }
+    h->index = index;
+    h->weight = w;
+    h->arrays = keep;
+    h->data = data;
+    return 0;
+}
+
+int
+pt_replies_seal(pt_replies_t *r)
+{
+    r->count = 0;
+    for (uint64_t i = 0; i < r->nslots; i++) {
+        if (r->slots[i].holder != NULL) {
+            r->held[r->count++] = &r->slots[i];
+        }
+    }
+    return 0;
+}
+
+int32_t
+pt_replies_metrics(const pt_replies_t *r, const petal_strategy_t *s, const uint64_t *which,
+                   uint64_t n, petal_metricrecord_t *out)
+{
+    const petal_metrics_aggr_t *aggr = s->opts.train_metrics_aggr != NULL
+                                           ? s->opts.train_metrics_aggr
+                                           : petal_metrics_aggr_weighted_mean();
+    void *st = NULL;
+    int32_t rc;
+
+    if (which == NULL) {
+        n = r->count;
+    }
+    rc = aggr->begin(aggr->ctx, s->opts.weighted_by_key, &st);
+    if (rc != 0) {
+        return rc;
+    }
+    for (uint64_t k = 0; k < n && rc == 0; k++) {
+        uint64_t pos = which != NULL ? which[k] : k;
+        const pt_held_t *h;
+        if (pos >= r->count) {
+            rc = PETAL_EINVAL;
+            break;
+        }
+        h = r->held[pos];
+        rc = aggr->fold(st, petal_recorddict_metrics(h->holder, "metrics"), h->weight);
+    }
+    if (rc == 0) {
+        rc = aggr->end(st, out);
+    }
+    aggr->free(st);
+    return rc;
 }
 
 /* ---- Weighted mean of metrics ------------------------------------------------------------- */

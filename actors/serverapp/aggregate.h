@@ -33,6 +33,64 @@ uint64_t pt_sample_count(uint64_t available, double fraction, uint32_t min_nodes
 int pt_sample_nodes(const uint64_t *ids, uint64_t n, uint64_t k, uint64_t seed, uint32_t round,
                     uint32_t phase, uint64_t *out);
 
+/* ---- Model layout ------------------------------------------------------------------------------
+ */
+
+/*
+ * The float32 / float64 arrays of a model, in record order, seen as one concatenated vector of
+ * `numel` elements: array j holds elements [start, start + numel) of it. Element-wise
+ * strategies work on ranges of that vector, converting to double on the way in and back to
+ * each array's dtype on the way out.
+ */
+typedef struct pt_layout_array {
+    char *name;
+    int32_t dtype; /* PETAL_DTYPE_FLOAT32 or PETAL_DTYPE_FLOAT64 */
+    uint32_t ndim;
+    uint64_t shape[PETAL_MAX_NDIM];
+    uint64_t numel;
+    uint64_t start; /* first element in the concatenation */
+} pt_layout_array_t;
+
+typedef struct pt_layout {
+    pt_layout_array_t *arrays;
+    uint64_t narrays;
+    uint64_t numel;
+} pt_layout_t;
+
+/* The layout of `model`: every array must be float32 or float64, otherwise PETAL_ETYPE with
+ * "array 'steps' has dtype int64; <who> aggregates float32 and float64 arrays only" in why. */
+int pt_layout_alloc(const petal_arrayrecord_t *model, const char *who, char *why, size_t why_len,
+                    pt_layout_t **out);
+void pt_layout_free(pt_layout_t *l);
+/* Checks `arrays` against the layout (names, dtypes, shapes, sizes, alignment) and writes each
+ * model array's data pointer in `arrays` to data[0..narrays). 0, or PETAL_EINVAL with a
+ * sentence in why ("array 'w': shape [5], the model's is [4]"). */
+int pt_layout_check(const pt_layout_t *l, const petal_arrayrecord_t *arrays, const void **data,
+                    char *why, size_t why_len);
+/* Elements [lo, hi) of the concatenation, from arrays whose data pointers are data[], as
+ * doubles into out[0..hi-lo). */
+void pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint64_t hi,
+                    double *out);
+/* The reverse: in[0..hi-lo) written into elements [lo, hi) of the arrays data[] (converted to
+ * each array's dtype). */
+void pt_layout_store(const pt_layout_t *l, void *const *data, uint64_t lo, uint64_t hi,
+                     const double *in);
+/* Adds one new zeroed array per model array to `out` (same names, dtypes, shapes), writing their
+ * data pointers to data[0..narrays). 0 or PETAL_ENOMEM / PETAL_EINVAL. */
+int pt_layout_add_arrays(const pt_layout_t *l, petal_arrayrecord_t *out, void **data);
+/* Squared L2 distance between two models with this layout, in double: partial sums over fixed
+ * chunks added in chunk order, so the result is the same serially and on the pool (which is
+ * used when rt is given and numel >= parallel_min). */
+double pt_layout_sqdist(const pt_layout_t *l, const void *const *a, const void *const *b,
+                        struct pt_runtime *rt, uint64_t parallel_min);
+
+/* Runs fn(lo, hi, arg) over [0, n) in chunks of `chunk` elements (the last one shorter): on the
+ * runtime's worker pool (the caller helps) when rt is given, has workers, n >= parallel_min and
+ * there is more than one chunk, otherwise serially on the calling thread. Each chunk is handed
+ * to exactly one call. */
+void pt_parallel_ranges(struct pt_runtime *rt, uint64_t n, uint64_t chunk, uint64_t parallel_min,
+                        void (*fn)(uint64_t lo, uint64_t hi, void *arg), void *arg);
+
 /* ---- FedAvg accumulator --------------------------------------------------------------------- */
 
 /*
@@ -58,10 +116,81 @@ int pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, 
 /* Writes sums / total weight into `out`, one new array per model array in the model's dtype.
  * PETAL_ESTATE if nothing was folded. */
 int pt_fedavg_acc_finish(pt_fedavg_acc_t *acc, petal_arrayrecord_t *out, struct pt_runtime *rt);
+/* The weighted mean in double precision, numel values in layout order: the sums are divided by
+ * the total weight in place (once; no fold afterwards). NULL if nothing was folded. Valid
+ * until the accumulator is freed. */
+const double *pt_fedavg_acc_mean(pt_fedavg_acc_t *acc, struct pt_runtime *rt);
+const pt_layout_t *pt_fedavg_acc_layout(const pt_fedavg_acc_t *acc);
 uint64_t pt_fedavg_acc_count(const pt_fedavg_acc_t *acc);
 double pt_fedavg_acc_total_weight(const pt_fedavg_acc_t *acc);
 uint64_t pt_fedavg_acc_numel(const pt_fedavg_acc_t *acc);
 void pt_fedavg_acc_free(pt_fedavg_acc_t *acc);
+
+/* ---- FedAvg's train phase, for the strategies built on it (fedavg.c) -------------------------- */
+
+/*
+ * The per-phase state of FedAvg's aggregate_train: running sums of the arrays (weighted by
+ * weighted_by_key) and the train metrics aggregator's state. FedProx, FedAvgM, FedAdam,
+ * FedYogi and FedAdagrad use these ops as their own begin / fold / free and post-process the
+ * mean in end.
+ */
+typedef struct pt_fedavg_agg {
+    pt_fedavg_acc_t *acc;
+    const petal_metrics_aggr_t *aggr;
+    void *mstate;
+    struct pt_runtime *rt;
+    const petal_round_info_t *info;
+} pt_fedavg_agg_t;
+
+int32_t pt_fedavg_agg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg);
+int32_t pt_fedavg_agg_fold(petal_strategy_t *s, void *agg, uint64_t index,
+                           const petal_message_t *reply, char *why, size_t why_len);
+/* Writes the metrics only (the strategy writes the arrays). */
+int32_t pt_fedavg_agg_end_metrics(pt_fedavg_agg_t *a, petal_metricrecord_t *metrics);
+void pt_fedavg_agg_free(petal_strategy_t *s, void *agg);
+
+/* ---- Held replies, for the order-statistic strategies ------------------------------------------
+ */
+
+/*
+ * The accepted replies of one phase, kept by send position: each one's arrays by reference (a
+ * reference to the reply's buffers, never a copy), its MetricRecord copied (small), and its
+ * weight. Whatever order the replies arrive in, pt_replies_seal() lists them in send order,
+ * so results do not depend on arrival order (with or without `deterministic`).
+ */
+typedef struct pt_held {
+    uint64_t index;              /* send position */
+    double weight;               /* weighted_by_key */
+    petal_recorddict_t *holder;  /* "arrays": references; "metrics": a copy */
+    const petal_arrayrecord_t *arrays;
+    const void **data;           /* layout->narrays data pointers */
+} pt_held_t;
+
+typedef struct pt_replies {
+    pt_layout_t *layout;
+    pt_held_t *slots;  /* one per send position; holder NULL when none */
+    uint64_t nslots;
+    pt_held_t **held;  /* after seal: the held ones in send order */
+    uint64_t count;
+} pt_replies_t;
+
+/* For a phase with info->num_nodes send positions and the model info->arrays. */
+int pt_replies_alloc(const petal_round_info_t *info, const char *who, char *why, size_t why_len,
+                     pt_replies_t **out);
+/* Checks the reply (ArrayRecord arrayrecord_key matching the model, weight) and keeps it at
+ * `index`. On error nothing is kept and why says what was wrong. */
+int pt_replies_hold(pt_replies_t *r, const petal_strategy_t *s, uint64_t index,
+                    const petal_message_t *reply, char *why, size_t why_len);
+/* Lists the held replies in send order in r->held[0..r->count). Idempotent. */
+int pt_replies_seal(pt_replies_t *r);
+/* The train metrics aggregator over the held replies which[0..n) (positions in r->held), in
+ * that order; which == NULL means all of them. */
+int32_t pt_replies_metrics(const pt_replies_t *r, const petal_strategy_t *s, const uint64_t *which,
+                           uint64_t n, petal_metricrecord_t *out);
+void pt_replies_free(pt_replies_t *r);
+
+/* The chunk length for element-wise work over n replies: about 2 MiB of doubles per chunk. */
+uint64_t pt_replies_chunk(uint64_t n);
 
 /* ---- Reply ordering ---------------------------------------------------------------------------
  */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "actors/clientapp/clientapp.h"
+#include "actors/frameq.h"
 #include "actors/outbox.h"
 #include "actors/params.h"
 #include "actors/protocol.h"
@@ -26,7 +27,7 @@ typedef struct sim_run {
     char *app_dir;
     pt_run_config_t *config;
     pt_clientapp_t *app;
-    pt_frame_t *waiting_head, *waiting_tail; /* instructions that arrived before READY */
+    pt_frameq_t waiting; /* instructions that arrived before READY */
     char error[512];
 } sim_run_t;
 
@@ -51,7 +52,7 @@ struct pt_simulation {
     pt_u64map_t runs;     /* run id -> sim_run_t* */
     sim_run_t **run_list; /* every run, for contexts' ctx_run index */
     uint32_t num_runs;
-    pt_frame_t *backlog_head, *backlog_tail; /* over max_inflight */
+    pt_frameq_t backlog; /* over max_inflight */
     uint32_t inflight, max_inflight;
     int stopping;
     atomic_uint_fast64_t executed, failed, contexts;
@@ -68,44 +69,6 @@ typedef struct sim_job {
 } sim_job_t;
 
 static void sim_release(pt_simulation_t *s);
-
-/* ---- Lists of frames ------------------------------------------------------------------------ */
-
-static void
-frames_push(pt_frame_t **head, pt_frame_t **tail, pt_frame_t *f)
-{
-    f->hdr.next = NULL;
-    if (*tail != NULL) {
-        (*tail)->hdr.next = &f->hdr;
-    } else {
-        *head = f;
-    }
-    *tail = f;
-}
-
-static pt_frame_t *
-frames_pop(pt_frame_t **head, pt_frame_t **tail)
-{
-    pt_frame_t *f = *head;
-    if (f != NULL) {
-        *head = (pt_frame_t *)f->hdr.next;
-        if (*head == NULL) {
-            *tail = NULL;
-        }
-        f->hdr.next = NULL;
-    }
-    return f;
-}
-
-static void
-frames_free(pt_frame_t *f)
-{
-    while (f != NULL) {
-        pt_frame_t *next = (pt_frame_t *)f->hdr.next;
-        pt_msg_free(&f->hdr);
-        f = next;
-    }
-}
 
 /* ---- Replies ------------------------------------------------------------------------------------
  */
@@ -256,8 +219,8 @@ on_call_done(pt_simulation_t *s, sim_job_t *j)
         f->hdr.next = NULL;
         dispatch(s, f);
     }
-    while (s->inflight < s->max_inflight && s->backlog_head != NULL) {
-        dispatch(s, frames_pop(&s->backlog_head, &s->backlog_tail));
+    while (s->inflight < s->max_inflight && s->backlog.head != NULL) {
+        dispatch(s, pt_frameq_pop(&s->backlog));
     }
 }
 
@@ -285,7 +248,7 @@ on_load_done(pt_simulation_t *s, sim_job_t *j)
         run->state = RUN_READY;
     }
     pt_frame_t *f;
-    while ((f = frames_pop(&run->waiting_head, &run->waiting_tail)) != NULL) {
+    while ((f = pt_frameq_pop(&run->waiting)) != NULL) {
         dispatch(s, f);
     }
 }
@@ -396,7 +359,7 @@ dispatch(pt_simulation_t *s, pt_frame_t *f)
     switch (run->state) {
     case RUN_FETCHING:
     case RUN_LOADING:
-        frames_push(&run->waiting_head, &run->waiting_tail, f);
+        pt_frameq_push(&run->waiting, f);
         return;
     case RUN_FAILED:
         reply_error(s, f, PETAL_E_LOAD_CLIENT_APP_EXCEPTION, run->error);
@@ -415,7 +378,7 @@ dispatch(pt_simulation_t *s, pt_frame_t *f)
         return;
     }
     if (s->inflight >= s->max_inflight) {
-        frames_push(&s->backlog_head, &s->backlog_tail, f);
+        pt_frameq_push(&s->backlog, f);
         return;
     }
     start_call(s, run, index, f);
@@ -497,7 +460,11 @@ sim_free(pt_simulation_t *s)
 {
     for (uint64_t i = 0; i < s->num_nodes; i++) {
         pt_context_free(s->nodes[i].ctx);
-        frames_free(s->nodes[i].queued);
+        for (pt_frame_t *f = s->nodes[i].queued; f != NULL;) {
+            pt_frame_t *next = (pt_frame_t *)f->hdr.next;
+            pt_msg_free(&f->hdr);
+            f = next;
+        }
     }
     free(s->nodes);
     for (uint32_t i = 0; i < s->num_runs; i++) {
@@ -506,13 +473,13 @@ sim_free(pt_simulation_t *s)
         if (run->config != NULL) {
             pt_run_config_release(run->config);
         }
-        frames_free(run->waiting_head);
+        pt_frameq_clear(&run->waiting);
         free(run->app_dir);
         free(run);
     }
     free(s->run_list);
     pt_u64map_fini(&s->runs);
-    frames_free(s->backlog_head);
+    pt_frameq_clear(&s->backlog);
     free(s);
 }
 

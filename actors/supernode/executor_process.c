@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "actors/clientapp/clientapp.h"
+#include "actors/frameq.h"
 #include "actors/params.h"
 #include "actors/protocol.h"
 #include "runtime/context.h"
@@ -49,8 +50,8 @@ struct pt_executor_process {
     pt_process_t *child;
     enum child_state state;
     char error[512];
-    pt_frame_t *queue_head, *queue_tail; /* instructions not yet in the child */
-    pt_frame_t *current;                 /* the instruction in the child */
+    pt_frameq_t queue;   /* instructions not yet in the child */
+    pt_frame_t *current; /* the instruction in the child */
     int crashes;
     int early_exits; /* children in a row that ended before connecting */
     int freeing;
@@ -86,32 +87,6 @@ answer(pt_executor_process_t *p, pt_frame_t *f, int code, const char *reason)
 }
 
 static void
-queue_push(pt_executor_process_t *p, pt_frame_t *f)
-{
-    f->hdr.next = NULL;
-    if (p->queue_tail != NULL) {
-        p->queue_tail->hdr.next = &f->hdr;
-    } else {
-        p->queue_head = f;
-    }
-    p->queue_tail = f;
-}
-
-static pt_frame_t *
-queue_pop(pt_executor_process_t *p)
-{
-    pt_frame_t *f = p->queue_head;
-    if (f != NULL) {
-        p->queue_head = (pt_frame_t *)f->hdr.next;
-        if (p->queue_head == NULL) {
-            p->queue_tail = NULL;
-        }
-        f->hdr.next = NULL;
-    }
-    return f;
-}
-
-static void
 spawn_child(pt_executor_process_t *p)
 {
     snprintf(p->address, sizeof(p->address), "ipc:///tmp/petal-clientapp-%d-%u.sock", (int)getpid(),
@@ -140,9 +115,9 @@ spawn_child(pt_executor_process_t *p)
 static void
 pump(pt_executor_process_t *p)
 {
-    while (p->current == NULL && p->queue_head != NULL) {
+    while (p->current == NULL && p->queue.head != NULL) {
         if (p->state == CHILD_FAILED) {
-            answer(p, queue_pop(p), PETAL_E_LOAD_CLIENT_APP_EXCEPTION, p->error);
+            answer(p, pt_frameq_pop(&p->queue), PETAL_E_LOAD_CLIENT_APP_EXCEPTION, p->error);
             continue;
         }
         if (p->state == CHILD_NONE) {
@@ -152,7 +127,7 @@ pump(pt_executor_process_t *p)
         if (p->state != CHILD_READY || p->conn == NULL) {
             return;
         }
-        pt_frame_t *f = queue_pop(p);
+        pt_frame_t *f = pt_frameq_pop(&p->queue);
         pt_frame_t *run = pt_frame_alloc(PT_EXEC_RUN, pt_message_hold(f->msg));
         if (run == NULL || pt_conn_send(p->conn, run) != 0) {
             if (run != NULL) {
@@ -269,9 +244,7 @@ on_frame(pt_executor_process_t *p, pt_frame_t *f)
 static void
 proc_free(pt_executor_process_t *p)
 {
-    while (p->queue_head != NULL) {
-        pt_msg_free(&queue_pop(p)->hdr);
-    }
+    pt_frameq_clear(&p->queue);
     if (p->current != NULL) {
         pt_msg_free(&p->current->hdr);
     }
@@ -291,7 +264,7 @@ handle(pt_actor_t *self, pt_msg_t *m)
         if (p->freeing) {
             pt_msg_free(&s->frame->hdr);
         } else {
-            queue_push(p, s->frame);
+            pt_frameq_push(&p->queue, s->frame);
             pump(p);
         }
         s->frame = NULL;

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "actors/clientapp/clientapp.h"
+#include "actors/frameq.h"
 #include "actors/outbox.h"
 #include "actors/params.h"
 #include "actors/protocol.h"
@@ -76,11 +77,11 @@ struct pt_supernode {
     pt_outbox_t outbox;
     pt_timer_t *heartbeat, *reconnect;
     double heartbeat_interval;
-    uint32_t attempts;                   /* failed connection attempts in a row */
-    uint64_t first_failure_ms;           /* when the current outage began */
-    pt_u64map_t runs;                    /* run id -> sn_run_t* */
-    pt_frame_t *queue_head, *queue_tail; /* instructions waiting for the ClientApp */
-    int busy;                            /* an instruction is being executed */
+    uint32_t attempts;         /* failed connection attempts in a row */
+    uint64_t first_failure_ms; /* when the current outage began */
+    pt_u64map_t runs;          /* run id -> sn_run_t* */
+    pt_frameq_t queue;         /* instructions waiting for the ClientApp */
+    int busy;                  /* an instruction is being executed */
     uint64_t busy_instruction;
     sn_unacked_t *unacked; /* replies not yet acknowledged, oldest first */
     pt_u64map_t done;      /* instruction ids answered and acknowledged -> (void*)1 */
@@ -92,32 +93,6 @@ static void connect_now(pt_supernode_t *sn);
 static void pump(pt_supernode_t *sn);
 
 /* ---- Small helpers -------------------------------------------------------------------------- */
-
-static void
-frames_push(pt_frame_t **head, pt_frame_t **tail, pt_frame_t *f)
-{
-    f->hdr.next = NULL;
-    if (*tail != NULL) {
-        (*tail)->hdr.next = &f->hdr;
-    } else {
-        *head = f;
-    }
-    *tail = f;
-}
-
-static pt_frame_t *
-frames_pop(pt_frame_t **head, pt_frame_t **tail)
-{
-    pt_frame_t *f = *head;
-    if (f != NULL) {
-        *head = (pt_frame_t *)f->hdr.next;
-        if (*head == NULL) {
-            *tail = NULL;
-        }
-        f->hdr.next = NULL;
-    }
-    return f;
-}
 
 static void
 send_frame(pt_supernode_t *sn, pt_frame_t *f)
@@ -426,25 +401,24 @@ run_get_or_fetch(pt_supernode_t *sn, uint64_t run_id)
 static void
 pump(pt_supernode_t *sn)
 {
-    while (!sn->busy && sn->queue_head != NULL) {
-        pt_frame_t *f = sn->queue_head;
+    while (!sn->busy && sn->queue.head != NULL) {
+        pt_frame_t *f = sn->queue.head;
         const petal_metadata_t *md = pt_message_md_const(f->msg);
         sn_run_t *run = run_get_or_fetch(sn, md->run_id);
         if (run == NULL) {
-            reply_error(sn, frames_pop(&sn->queue_head, &sn->queue_tail), PETAL_E_UNKNOWN,
-                        "out of memory");
+            reply_error(sn, pt_frameq_pop(&sn->queue), PETAL_E_UNKNOWN, "out of memory");
             continue;
         }
         if (run->state == RUN_FAILED) {
             int code = strstr(run->error, "bundle") != NULL ? PETAL_E_INVALID_BUNDLE
                                                             : PETAL_E_LOAD_CLIENT_APP_EXCEPTION;
-            reply_error(sn, frames_pop(&sn->queue_head, &sn->queue_tail), code, run->error);
+            reply_error(sn, pt_frameq_pop(&sn->queue), code, run->error);
             continue;
         }
         if (run->state != RUN_READY) {
             return; /* waits for its run; later ones wait behind it to keep the order */
         }
-        f = frames_pop(&sn->queue_head, &sn->queue_tail);
+        f = pt_frameq_pop(&sn->queue);
         sn->busy = 1;
         sn->busy_instruction = md->message_id;
         int rc = pt_executor_submit(run->exec, run->ctx, f);
@@ -466,7 +440,7 @@ already_seen(pt_supernode_t *sn, uint64_t id)
             return 1; /* its reply is on its way (again, after the reconnect) */
         }
     }
-    for (pt_frame_t *q = sn->queue_head; q != NULL; q = (pt_frame_t *)q->hdr.next) {
+    for (pt_frame_t *q = sn->queue.head; q != NULL; q = (pt_frame_t *)q->hdr.next) {
         if (pt_message_md(q->msg)->message_id == id) {
             return 1;
         }
@@ -495,7 +469,7 @@ on_instruction(pt_supernode_t *sn, pt_frame_t *f)
         pt_msg_free(&f->hdr);
         return;
     }
-    frames_push(&sn->queue_head, &sn->queue_tail, f);
+    pt_frameq_push(&sn->queue, f);
     pump(sn);
 }
 
@@ -702,9 +676,7 @@ sn_free(pt_supernode_t *sn)
     }
     pt_u64map_fini(&sn->runs);
     pt_u64map_fini(&sn->done);
-    while (sn->queue_head != NULL) {
-        pt_msg_free(&frames_pop(&sn->queue_head, &sn->queue_tail)->hdr);
-    }
+    pt_frameq_clear(&sn->queue);
     while (sn->unacked != NULL) {
         sn_unacked_t *u = sn->unacked;
         sn->unacked = u->next;

@@ -215,9 +215,9 @@ typedef enum petal_size_law {
 } petal_size_law_t;
 
 /*
- * The partition sizes of a size law: sizes[0..num_partitions) sum to n, each the floor of its
- * exact share plus one for the largest fractional parts (ties: lower index). tau > 0 is used by
- * PETAL_SIZE_EXPONENTIAL only. Returns 0 or PETAL_EINVAL.
+ * The partition sizes of a size law: sizes[0..num_partitions) sum to n, each within one of its
+ * exact share n * w_i / sum(w) (cumulative shares rounded to the nearest integer). tau > 0 is
+ * used by PETAL_SIZE_EXPONENTIAL only. Returns 0 or PETAL_EINVAL.
  */
 int petal_partition_size_law(petal_size_law_t law, double tau, uint64_t n,
                              uint32_t num_partitions, uint64_t *sizes);

@@ -17,6 +17,15 @@ int petal_cmd_plot(int argc, char **argv);
 #define PETAL_EXIT_RUN_FAILED 1
 #define PETAL_EXIT_USAGE 2
 
+#include <stdint.h>
+
+#include <petal/petal.h>
+
+/* The run config: `holder` (petal.toml's [app.config], taken), then --seed, then --run-config.
+ * NULL after printing why (holder freed). */
+petal_recorddict_t *petal_cli_run_config(const char *cmd, petal_recorddict_t *holder, int have_seed,
+                                         int64_t seed, const char *overrides);
+
 /* Applies --log-level (or PETAL_LOG_LEVEL); 0 or prints an error and returns non-zero. */
 int petal_cli_set_log_level(const char *level);
 

@@ -286,24 +286,7 @@ run_config_of(const char *app_dir, const deploy_cli_t *o)
     }
     petal_recorddict_t *holder = pt_manifest_take_config(m);
     pt_manifest_free(m);
-    petal_configrecord_t *cfg =
-        holder ? petal_recorddict_add_config(holder, PT_CONFIG_HOLDER_NAME) : NULL;
-    if (cfg == NULL) {
-        petal_recorddict_free(holder);
-        fprintf(stderr, "petal run: out of memory\n");
-        return NULL;
-    }
-    if (o->have_seed) {
-        petal_value_t v = petal_value_i64(o->seed);
-        petal_configrecord_set(cfg, "seed", &v);
-    }
-    if (o->run_config != NULL &&
-        pt_config_parse_overrides(o->run_config, "--run-config", cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "petal run: %s\n", err);
-        petal_recorddict_free(holder);
-        return NULL;
-    }
-    return holder;
+    return petal_cli_run_config("run", holder, o->have_seed, o->seed, o->run_config);
 }
 
 int

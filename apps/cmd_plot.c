@@ -29,8 +29,8 @@
 /* Figure geometry, in pixels (SVG user units). */
 #define MARGIN 24.0
 #define TITLE_H 40.0
-#define PANEL_W 520.0   /* one or two columns */
-#define PANEL_W3 430.0  /* three columns */
+#define PANEL_W 520.0  /* one or two columns */
+#define PANEL_W3 430.0 /* three columns */
 #define PANEL_H 360.0
 #define GAP 28.0
 #define PLOT_LEFT 72.0
@@ -82,21 +82,22 @@ typedef struct plot_cli {
 static void
 usage(FILE *out)
 {
-    fprintf(out,
-            "usage: petal plot HISTORY.json [HISTORY2.json ...] -o OUT.svg|OUT.png [options]\n"
-            "\n"
-            "Draws per-round metrics of `petal sim --history` files, one panel per metric, the\n"
-            "histories overlaid with a legend (to compare strategies, partitioners, ...).\n"
-            "\n"
-            "options:\n"
-            "  -o, --output FILE     the picture: SVG, or PNG when FILE ends with .png\n"
-            "  -m, --metric LIST     comma-separated metrics, each NAME or PHASE/NAME\n"
-            "                        (default: those of train-loss, eval-loss, eval-acc that every\n"
-            "                        history has)\n"
-            "  -l, --labels LIST     comma-separated legend labels, one per history (default: the\n"
-            "                        run config's strategy when they differ, else the file name)\n"
-            "  -t, --title TEXT      the figure's title\n"
-            "  -h, --help            this help\n");
+    fprintf(
+        out,
+        "usage: petal plot HISTORY.json [HISTORY2.json ...] -o OUT.svg|OUT.png [options]\n"
+        "\n"
+        "Draws per-round metrics of `petal sim --history` files, one panel per metric, the\n"
+        "histories overlaid with a legend (to compare strategies, partitioners, ...).\n"
+        "\n"
+        "options:\n"
+        "  -o, --output FILE     the picture: SVG, or PNG when FILE ends with .png\n"
+        "  -m, --metric LIST     comma-separated metrics, each NAME or PHASE/NAME\n"
+        "                        (default: those of train-loss, eval-loss, eval-acc that every\n"
+        "                        history has)\n"
+        "  -l, --labels LIST     comma-separated legend labels, one per history (default: the\n"
+        "                        run config's strategy when they differ, else the file name)\n"
+        "  -t, --title TEXT      the figure's title\n"
+        "  -h, --help            this help\n");
 }
 
 static int
@@ -242,19 +243,20 @@ load_history(history_t *h, const char *path)
             fprintf(stderr, "petal plot: %s is not valid JSON: it ends early\n", path);
         } else {
             line_col(text, end > len ? len : end, &line, &col);
-            fprintf(stderr, "petal plot: %s is not valid JSON: %s at line %d, column %d\n",
-                    path, json_tokener_error_desc(jerr), line, col);
+            fprintf(stderr, "petal plot: %s is not valid JSON: %s at line %d, column %d\n", path,
+                    json_tokener_error_desc(jerr), line, col);
         }
         goto fail;
     }
-    while (end < len && (text[end] == ' ' || text[end] == '\n' || text[end] == '\r' ||
-                         text[end] == '\t')) {
+    while (end < len &&
+           (text[end] == ' ' || text[end] == '\n' || text[end] == '\r' || text[end] == '\t')) {
         end++;
     }
     if (end < len) {
         line_col(text, end, &line, &col);
-        fprintf(stderr, "petal plot: %s is not valid JSON: unexpected text after the end at "
-                        "line %d, column %d\n",
+        fprintf(stderr,
+                "petal plot: %s is not valid JSON: unexpected text after the end at "
+                "line %d, column %d\n",
                 path, line, col);
         goto fail;
     }
@@ -333,8 +335,8 @@ count_metric(const history_t *h, const char *phase, const char *name)
     for (size_t i = 0; i < len; i++) {
         json_object *r = json_object_array_get_idx(h->rounds, i);
         double x;
-        json_object *v = json_object_is_type(r, json_type_object) ? round_value(r, phase, name)
-                                                                   : NULL;
+        json_object *v =
+            json_object_is_type(r, json_type_object) ? round_value(r, phase, name) : NULL;
         if (v != NULL && json_number(v, &x) == 0) {
             n++;
         }
@@ -348,9 +350,8 @@ list_metrics(const history_t *h, char *buf, size_t cap)
 {
     size_t at = 0;
     buf[0] = '\0';
-    json_object *r = json_object_array_length(h->rounds) > 0
-                         ? json_object_array_get_idx(h->rounds, 0)
-                         : NULL;
+    json_object *r =
+        json_object_array_length(h->rounds) > 0 ? json_object_array_get_idx(h->rounds, 0) : NULL;
     if (r == NULL || !json_object_is_type(r, json_type_object)) {
         snprintf(buf, cap, "none: it has no rounds");
         return;
@@ -516,8 +517,7 @@ choose_metrics(const plot_cli_t *o, const history_t *hs, int nh, metric_t *ms, i
             }
         }
         list_metrics(&hs[j < nh ? j : 0], list, sizeof(list));
-        fprintf(stderr,
-                "petal plot: %s %s; name the metrics with --metric (%s has: %s)\n",
+        fprintf(stderr, "petal plot: %s %s; name the metrics with --metric (%s has: %s)\n",
                 j < nh ? hs[j].path : "the histories",
                 j < nh ? "has none of the metrics train-loss, eval-loss, eval-acc"
                        : "have none of train-loss, eval-loss, eval-acc in common",
@@ -870,7 +870,10 @@ default_title(const metric_t *ms, int nm, int nh, char *buf, size_t cap)
 {
     size_t at = 0;
     for (int i = 0; i < nm && at < cap; i++) {
-        int n = snprintf(buf + at, cap - at, "%s%s", i == 0 ? "" : i == nm - 1 ? " and " : ", ",
+        int n = snprintf(buf + at, cap - at, "%s%s",
+                         i == 0        ? ""
+                         : i == nm - 1 ? " and "
+                                       : ", ",
                          ms[i].name);
         at = n > 0 ? at + (size_t)n : at;
     }
@@ -880,8 +883,8 @@ default_title(const metric_t *ms, int nm, int nh, char *buf, size_t cap)
 }
 
 static void
-draw_figure(cairo_t *cr, const char *title, const metric_t *ms, int nm, const history_t *hs,
-            int nh, int cols, double width, double legend_top, const double *ex, const int *erow,
+draw_figure(cairo_t *cr, const char *title, const metric_t *ms, int nm, const history_t *hs, int nh,
+            int cols, double width, double legend_top, const double *ex, const int *erow,
             int legend_rows)
 {
     cairo_set_source_rgb(cr, 1, 1, 1);
@@ -1020,8 +1023,8 @@ render(const plot_cli_t *o, const metric_t *ms, int nm, const history_t *hs, int
     membuf_t svg = {0};
     cairo_surface_t *surface;
     if (png) {
-        surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)ceil(width),
-                                             (int)ceil(height));
+        surface =
+            cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)ceil(width), (int)ceil(height));
     } else {
         surface = cairo_svg_surface_create_for_stream(membuf_write, &svg, width, height);
         if (cairo_surface_status(surface) == CAIRO_STATUS_SUCCESS) {
@@ -1040,8 +1043,7 @@ render(const plot_cli_t *o, const metric_t *ms, int nm, const history_t *hs, int
         st = cairo_surface_write_to_png(surface, o->out);
         if (st != CAIRO_STATUS_SUCCESS) {
             fprintf(stderr, "petal plot: cannot write %s: %s\n", o->out,
-                    st == CAIRO_STATUS_WRITE_ERROR ? strerror(errno)
-                                                   : cairo_status_to_string(st));
+                    st == CAIRO_STATUS_WRITE_ERROR ? strerror(errno) : cairo_status_to_string(st));
             rc = -1;
         }
     } else {

@@ -258,32 +258,6 @@ parse_args(int argc, char **argv, sim_cli_t *o)
     return 0;
 }
 
-/* The run config: [app.config] of petal.toml, then --seed, then --run-config. */
-static petal_recorddict_t *
-build_run_config(const sim_cli_t *o, pt_manifest_t *manifest)
-{
-    char err[512];
-    petal_recorddict_t *holder = pt_recorddict_clone(manifest->config_holder);
-    petal_configrecord_t *cfg =
-        holder ? petal_recorddict_add_config(holder, PT_CONFIG_HOLDER_NAME) : NULL;
-    if (cfg == NULL) {
-        fprintf(stderr, "petal sim: out of memory\n");
-        petal_recorddict_free(holder);
-        return NULL;
-    }
-    if (o->have_seed) {
-        petal_value_t v = petal_value_i64(o->seed);
-        petal_configrecord_set(cfg, "seed", &v);
-    }
-    if (o->run_config != NULL &&
-        pt_config_parse_overrides(o->run_config, "--run-config", cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "petal sim: %s\n", err);
-        petal_recorddict_free(holder);
-        return NULL;
-    }
-    return holder;
-}
-
 int
 petal_cmd_sim(int argc, char **argv)
 {
@@ -317,7 +291,8 @@ petal_cmd_sim(int argc, char **argv)
         free(app_dir);
         return PETAL_EXIT_USAGE;
     }
-    petal_recorddict_t *config = build_run_config(&o, manifest);
+    petal_recorddict_t *config = petal_cli_run_config(
+        "sim", pt_recorddict_clone(manifest->config_holder), o.have_seed, o.seed, o.run_config);
     pt_manifest_free(manifest);
     if (config == NULL) {
         free(app_dir);

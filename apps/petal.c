@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "runtime/config.h"
+#include "runtime/context.h"
 #include "runtime/log.h"
 
 #include "cli.h"
@@ -45,6 +47,31 @@ petal_cli_set_log_level(const char *level)
     }
     pt_log_set_level(lv);
     return 0;
+}
+
+petal_recorddict_t *
+petal_cli_run_config(const char *cmd, petal_recorddict_t *holder, int have_seed, int64_t seed,
+                     const char *overrides)
+{
+    char err[512];
+    petal_configrecord_t *cfg =
+        holder ? petal_recorddict_add_config(holder, PT_CONFIG_HOLDER_NAME) : NULL;
+    if (cfg == NULL) {
+        fprintf(stderr, "petal %s: out of memory\n", cmd);
+        petal_recorddict_free(holder);
+        return NULL;
+    }
+    if (have_seed) {
+        petal_value_t v = petal_value_i64(seed);
+        petal_configrecord_set(cfg, "seed", &v);
+    }
+    if (overrides != NULL &&
+        pt_config_parse_overrides(overrides, "--run-config", cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "petal %s: %s\n", cmd, err);
+        petal_recorddict_free(holder);
+        return NULL;
+    }
+    return holder;
 }
 
 int

@@ -388,6 +388,12 @@ csv_load(void *arg, pt_dataset_body_t *body, char *err, size_t cap)
                             errno ? strerror(errno) : "out of memory");
     }
     gzbuffer(st.lines.gz, 256u << 10);
+    st.lines.cap = 2 * (size_t)CSV_CHUNK;
+    st.lines.buf = malloc(st.lines.cap);
+    if (st.lines.buf == NULL) {
+        rc = pt_data_errf(PETAL_ENOMEM, err, cap, "%s: out of memory", job->display);
+        goto fail;
+    }
     int first = 1;
     for (;;) {
         char *line = NULL;

@@ -706,7 +706,11 @@ pt_fedavg_acc_mean(pt_fedavg_acc_t *acc, struct pt_runtime *rt)
         run_op(acc, rt);
         acc->meaned = 1;
     }
-    return acc->numel > 0 ? acc->sums : (const double *)acc;
+    if (acc->numel == 0) {
+        static const double nothing = 0.0;
+        return &nothing; /* not NULL: an empty model has an (empty) mean */
+    }
+    return acc->sums;
 }
 
 const pt_layout_t *

@@ -12,18 +12,10 @@ typedef struct fedavg {
     petal_strategy_t base;
 } fedavg_t;
 
-/* One train phase: running sums of the arrays and the metrics aggregator's state. */
-typedef struct fedavg_agg {
-    pt_fedavg_acc_t *acc;
-    const petal_metrics_aggr_t *aggr;
-    void *mstate;
-    struct pt_runtime *rt;
-} fedavg_agg_t;
-
-static void
-fedavg_agg_free(petal_strategy_t *s, void *agg)
+void
+pt_fedavg_agg_free(petal_strategy_t *s, void *agg)
 {
-    fedavg_agg_t *a = agg;
+    pt_fedavg_agg_t *a = agg;
 
     (void)s;
     if (a == NULL) {
@@ -36,15 +28,16 @@ fedavg_agg_free(petal_strategy_t *s, void *agg)
     free(a);
 }
 
-static int32_t
-fedavg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg)
+int32_t
+pt_fedavg_agg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg)
 {
-    fedavg_agg_t *a = calloc(1, sizeof(*a));
+    pt_fedavg_agg_t *a = calloc(1, sizeof(*a));
     int32_t rc;
 
     if (a == NULL) {
         return PETAL_ENOMEM;
     }
+    a->info = info;
     a->aggr = s->opts.train_metrics_aggr != NULL ? s->opts.train_metrics_aggr
                                                  : petal_metrics_aggr_weighted_mean();
     a->rt = pt_grid_runtime(info->grid);
@@ -54,18 +47,18 @@ fedavg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg)
         rc = a->aggr->begin(a->aggr->ctx, s->opts.weighted_by_key, &a->mstate);
     }
     if (rc != 0) {
-        fedavg_agg_free(s, a);
+        pt_fedavg_agg_free(s, a);
         return rc;
     }
     *agg = a;
     return 0;
 }
 
-static int32_t
-fedavg_fold(petal_strategy_t *s, void *agg, uint64_t index, const petal_message_t *reply, char *why,
-            size_t why_len)
+int32_t
+pt_fedavg_agg_fold(petal_strategy_t *s, void *agg, uint64_t index, const petal_message_t *reply,
+                   char *why, size_t why_len)
 {
-    fedavg_agg_t *a = agg;
+    pt_fedavg_agg_t *a = agg;
     const petal_recorddict_t *content = petal_message_content(reply);
     const petal_arrayrecord_t *arrays;
     double w;
@@ -98,11 +91,17 @@ fedavg_fold(petal_strategy_t *s, void *agg, uint64_t index, const petal_message_
     return pt_fedavg_acc_fold(a->acc, arrays, w, a->rt, why, why_len);
 }
 
+int32_t
+pt_fedavg_agg_end_metrics(pt_fedavg_agg_t *a, petal_metricrecord_t *metrics)
+{
+    return a->aggr->end(a->mstate, metrics);
+}
+
 static int32_t
 fedavg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
            petal_metricrecord_t *metrics)
 {
-    fedavg_agg_t *a = agg;
+    pt_fedavg_agg_t *a = agg;
     int32_t rc;
 
     rc = pt_fedavg_acc_finish(a->acc, arrays, a->rt);
@@ -111,7 +110,7 @@ fedavg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
                  petal_strerror(rc));
         return rc;
     }
-    return a->aggr->end(a->mstate, metrics);
+    return pt_fedavg_agg_end_metrics(a, metrics);
 }
 
 static void
@@ -125,10 +124,10 @@ static const petal_strategy_ops_t fedavg_ops = {
     .configure_train = NULL, /* the default: global arrays by reference + config */
     .aggregate_train =
         {
-            .begin = fedavg_begin,
-            .fold = fedavg_fold,
+            .begin = pt_fedavg_agg_begin,
+            .fold = pt_fedavg_agg_fold,
             .end = fedavg_end,
-            .free = fedavg_agg_free,
+            .free = pt_fedavg_agg_free,
         },
     .configure_evaluate = NULL,
     .aggregate_evaluate = {NULL, NULL, NULL, NULL}, /* the weighted mean of the metrics */

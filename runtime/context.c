@@ -36,12 +36,22 @@ static pthread_once_t empty_once = PTHREAD_ONCE_INIT;
 static petal_recorddict_t *empty_holder;
 static const petal_configrecord_t *empty_config;
 
+/* At exit (before leak checkers look): nothing may use contexts by then. */
+static void
+empty_fini(void)
+{
+    petal_recorddict_free(empty_holder);
+    empty_holder = NULL;
+    empty_config = NULL;
+}
+
 static void
 empty_init(void)
 {
     empty_holder = petal_recorddict_alloc();
     if (empty_holder != NULL) {
         empty_config = petal_recorddict_add_config(empty_holder, PT_CONFIG_HOLDER_NAME);
+        atexit(empty_fini);
     }
 }
 

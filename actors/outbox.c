@@ -3,21 +3,22 @@
 
 #include "outbox.h"
 
-void
+int
 pt_outbox_send(pt_outbox_t *ob, pt_conn_t *c, pt_frame_t *f)
 {
     if (ob->q.head == NULL) {
         int rc = pt_conn_send(c, f);
         if (rc == 0) {
-            return;
+            return 0;
         }
         if (rc != PETAL_EAGAIN) {
             PT_DEBUG("send to %s failed: %s", pt_conn_peer(c), petal_strerror(rc));
             pt_msg_free(&f->hdr);
-            return;
+            return rc;
         }
     }
     pt_frameq_push(&ob->q, f);
+    return 0;
 }
 
 void

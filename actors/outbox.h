@@ -11,8 +11,9 @@ typedef struct pt_outbox {
 } pt_outbox_t;
 
 /* Sends f now when nothing is waiting and the peer accepts it; queues it on PETAL_EAGAIN; frees
- * it when the connection is down. Takes f in every case. */
-void pt_outbox_send(pt_outbox_t *ob, pt_conn_t *c, pt_frame_t *f);
+ * it when it cannot be sent. Takes f in every case. Returns 0 (sent or queued), or why it was
+ * dropped (PETAL_ECLOSED, PETAL_EMSGSIZE for a message over the transport's limit, ...). */
+int pt_outbox_send(pt_outbox_t *ob, pt_conn_t *c, pt_frame_t *f);
 /* On PT_MSG_CONN_WRITABLE: sends what waits until the peer pushes back again. */
 void pt_outbox_flush(pt_outbox_t *ob, pt_conn_t *c);
 /* Frees every waiting frame. */

@@ -615,7 +615,14 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
             pt_message_release(m);
             continue;
         }
-        pt_sl_conn_send(lc, f); /* the frame owns our reference to m; LinkState holds another */
+        /* The frame owns our reference to m; LinkState holds another. */
+        int rc = pt_outbox_send(&lc->outbox, lc->conn, f);
+        if (rc != 0) {
+            char reason[160];
+            snprintf(reason, sizeof(reason), "the instruction cannot be sent to node %llu: %s",
+                     (unsigned long long)md->dst_node_id, petal_strerror(rc));
+            pending_drop(sl, md->message_id, PETAL_E_MESSAGE_UNAVAILABLE, reason);
+        }
     }
 }
 

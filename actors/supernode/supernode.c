@@ -15,6 +15,7 @@
 #include "actors/protocol.h"
 #include "actors/supernode/executor.h"
 #include "runtime/bundle.h"
+#include "runtime/codec.h"
 #include "runtime/context.h"
 #include "runtime/log.h"
 #include "runtime/message.h"
@@ -115,10 +116,41 @@ send_reply_frame(pt_supernode_t *sn, petal_message_t *reply)
     send_frame(sn, f);
 }
 
+/* A reply the wire cannot carry (over the codec's or transport's limits) would be dropped at
+ * every send and its instruction would wait for the round timeout: answer with an error reply
+ * instead. Encoding builds only headers (arrays are referenced), so the check is cheap. */
+static petal_message_t *
+sendable(petal_message_t *r)
+{
+    pt_encoded_t e;
+    int rc = pt_codec_encode(r, &e);
+    if (rc == 0) {
+        pt_encoded_fini(&e);
+        return r;
+    }
+    char reason[256];
+    snprintf(reason, sizeof(reason),
+             "the ClientApp's reply cannot be sent (%s: %llu bytes of arrays); reduce the model "
+             "or split it across arrays",
+             petal_strerror(rc),
+             (unsigned long long)(petal_message_content(r)
+                                      ? pt_recorddict_array_bytes(petal_message_content(r))
+                                      : 0));
+    PT_ERROR("%s", reason);
+    petal_message_t *err =
+        pt_message_alloc_error(pt_message_md_const(r), PETAL_E_CLIENT_APP_RAISED_EXCEPTION, reason);
+    if (err == NULL) {
+        return r;
+    }
+    petal_message_free(r);
+    return err;
+}
+
 /* Queues the reply until acknowledged, and sends it now if connected. Takes `reply`. */
 static void
 reply(pt_supernode_t *sn, uint64_t instruction_id, petal_message_t *r)
 {
+    r = sendable(r);
     sn_unacked_t *u = calloc(1, sizeof(*u));
     if (u == NULL) {
         petal_message_free(r);

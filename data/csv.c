@@ -295,8 +295,8 @@ resolve_label(const csv_job_t *job, csv_state_t *st, char *err, size_t cap)
         size_t used = 0;
         list[0] = '\0';
         for (size_t i = 0; i < st->ncols && used + 8 < sizeof(list); i++) {
-            int w = snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i ? ", " : "",
-                             st->names[i]);
+            int w =
+                snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i ? ", " : "", st->names[i]);
             if (w < 0 || (size_t)w >= sizeof(list) - used) {
                 snprintf(list + (sizeof(list) - 5), 5, "...");
                 break;
@@ -331,9 +331,8 @@ add_row(const csv_job_t *job, csv_state_t *st, char *err, size_t cap)
         if (ncap * dim > CSV_MAX_FLOATS) {
             ncap = CSV_MAX_FLOATS / dim;
             if (ncap <= st->n) {
-                return pt_data_errf(PETAL_EMSGSIZE, err, cap,
-                                    "%s: more than %llu feature values", job->display,
-                                    (unsigned long long)CSV_MAX_FLOATS);
+                return pt_data_errf(PETAL_EMSGSIZE, err, cap, "%s: more than %llu feature values",
+                                    job->display, (unsigned long long)CSV_MAX_FLOATS);
             }
         }
         float *nx = realloc(st->x, (size_t)(ncap * dim) * sizeof(float));
@@ -445,8 +444,8 @@ csv_load(void *arg, pt_dataset_body_t *body, char *err, size_t cap)
                 for (size_t i = 0; i < st.ncols; i++) {
                     st.names[i] = strdup(st.cells.v[i]);
                     if (st.names[i] == NULL) {
-                        rc = pt_data_errf(PETAL_ENOMEM, err, cap, "%s: out of memory",
-                                          job->display);
+                        rc =
+                            pt_data_errf(PETAL_ENOMEM, err, cap, "%s: out of memory", job->display);
                         goto fail;
                     }
                 }
@@ -552,8 +551,7 @@ petal_dataset_load_csv(const char *path, const petal_csv_options_t *opts,
         return pt_data_errf(PETAL_ENOMEM, err, cap, "csv load: out of memory");
     }
     if (o.label_name != NULL) {
-        snprintf(key, klen, "csv\n%s\nh%d d%d name=%s", real, o.header, o.delimiter,
-                 o.label_name);
+        snprintf(key, klen, "csv\n%s\nh%d d%d name=%s", real, o.header, o.delimiter, o.label_name);
     } else {
         snprintf(key, klen, "csv\n%s\nh%d d%d col=%d", real, o.header, o.delimiter,
                  (int)o.label_column);

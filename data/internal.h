@@ -57,11 +57,10 @@ double pt_gamma_sample(petal_rng_t *r, double shape);
  * 0, then class 1, ... (ascending inside a class) and *class_start (num_classes + 1 entries) the
  * bucket bounds. Checks labels < num_classes (PETAL_EINVAL). Both malloc'd.
  */
-int pt_bucket_by_class(const uint8_t *labels, uint64_t n, uint32_t num_classes,
-                       uint64_t **by_class, uint64_t **class_start);
+int pt_bucket_by_class(const uint8_t *labels, uint64_t n, uint32_t num_classes, uint64_t **by_class,
+                       uint64_t **class_start);
 
 /* Copies src[0..count) into a new sorted malloc'd array in *idx_out (NULL when count is 0). */
-int pt_partition_emit(const uint64_t *src, uint64_t count, uint64_t **idx_out,
-                      uint64_t *count_out);
+int pt_partition_emit(const uint64_t *src, uint64_t count, uint64_t **idx_out, uint64_t *count_out);
 
 #endif

@@ -168,8 +168,8 @@ petal_partition_shard(const uint8_t *labels, uint64_t n, uint32_t num_partitions
                       uint64_t seed, uint64_t **idx_out, uint64_t *count_out)
 {
     if (idx_out == NULL || count_out == NULL || num_partitions == 0 ||
-        partition_id >= num_partitions || shards_per_partition == 0 ||
-        (labels == NULL && n > 0) || n > (UINT64_C(1) << 62)) {
+        partition_id >= num_partitions || shards_per_partition == 0 || (labels == NULL && n > 0) ||
+        n > (UINT64_C(1) << 62)) {
         return PETAL_EINVAL;
     }
     uint64_t num_shards = (uint64_t)num_partitions * shards_per_partition;

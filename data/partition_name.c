@@ -26,8 +26,8 @@ petal_partition_params_init(petal_partition_params_t *p)
 
 /* Checks labels for the label-based partitioners; 0 or PETAL_EINVAL with a message. */
 static int
-check_labels(const char *name, const uint8_t *labels, uint64_t n, uint32_t num_classes,
-             char *err, size_t cap)
+check_labels(const char *name, const uint8_t *labels, uint64_t n, uint32_t num_classes, char *err,
+             size_t cap)
 {
     if (num_classes == 0 || num_classes > 256) {
         return pt_data_errf(PETAL_EINVAL, err, cap,
@@ -61,10 +61,10 @@ finish(int rc, const char *name, char *err, size_t cap)
 }
 
 int
-petal_partition_by_name(const char *name, const petal_partition_params_t *p,
-                        const uint8_t *labels, uint64_t n, uint32_t num_classes,
-                        uint32_t num_partitions, uint32_t partition_id, uint64_t **idx_out,
-                        uint64_t *count_out, char *err, size_t cap)
+petal_partition_by_name(const char *name, const petal_partition_params_t *p, const uint8_t *labels,
+                        uint64_t n, uint32_t num_classes, uint32_t num_partitions,
+                        uint32_t partition_id, uint64_t **idx_out, uint64_t *count_out, char *err,
+                        size_t cap)
 {
     if (err != NULL && cap > 0) {
         err[0] = '\0';
@@ -82,8 +82,7 @@ petal_partition_by_name(const char *name, const petal_partition_params_t *p,
                             partition_id, num_partitions - 1);
     }
     if (n > (UINT64_C(1) << 62)) {
-        return pt_data_errf(PETAL_EINVAL, err, cap, "partitioner \"%s\": too many examples",
-                            name);
+        return pt_data_errf(PETAL_EINVAL, err, cap, "partitioner \"%s\": too many examples", name);
     }
     int rc;
     if (strcasecmp(name, "iid") == 0) {
@@ -101,9 +100,9 @@ petal_partition_by_name(const char *name, const petal_partition_params_t *p,
         if (rc < 0) {
             return rc;
         }
-        rc = petal_partition_dirichlet(labels, n, num_classes, num_partitions, partition_id,
-                                       p->alpha, p->min_partition_size, p->seed, idx_out,
-                                       count_out);
+        rc =
+            petal_partition_dirichlet(labels, n, num_classes, num_partitions, partition_id,
+                                      p->alpha, p->min_partition_size, p->seed, idx_out, count_out);
         if (rc == PETAL_EAGAIN) {
             return pt_data_errf(rc, err, cap,
                                 "partitioner \"dirichlet\": some partition got fewer than "
@@ -130,8 +129,7 @@ petal_partition_by_name(const char *name, const petal_partition_params_t *p,
     }
     if (strcasecmp(name, "shard") == 0) {
         if (labels == NULL && n > 0) {
-            return pt_data_errf(PETAL_EINVAL, err, cap,
-                                "partitioner \"shard\" needs the labels");
+            return pt_data_errf(PETAL_EINVAL, err, cap, "partitioner \"shard\" needs the labels");
         }
         if (p->shards_per_partition == 0) {
             return pt_data_errf(PETAL_EINVAL, err, cap,
@@ -145,9 +143,8 @@ petal_partition_by_name(const char *name, const petal_partition_params_t *p,
                                 (unsigned long long)shards, (unsigned long long)p->shard_size,
                                 (unsigned long long)n);
         }
-        rc = petal_partition_shard(labels, n, num_partitions, partition_id,
-                                   p->shards_per_partition, p->shard_size, p->seed, idx_out,
-                                   count_out);
+        rc = petal_partition_shard(labels, n, num_partitions, partition_id, p->shards_per_partition,
+                                   p->shard_size, p->seed, idx_out, count_out);
         return finish(rc, name, err, cap);
     }
     petal_size_law_t law;
@@ -167,7 +164,7 @@ petal_partition_by_name(const char *name, const petal_partition_params_t *p,
         return pt_data_errf(PETAL_EINVAL, err, cap, "unknown partitioner \"%s\" (known: %s)", name,
                             KNOWN_NAMES);
     }
-    rc = petal_partition_size_skewed(n, num_partitions, partition_id, law, p->tau, p->seed,
-                                     idx_out, count_out);
+    rc = petal_partition_size_skewed(n, num_partitions, partition_id, law, p->tau, p->seed, idx_out,
+                                     count_out);
     return finish(rc, name, err, cap);
 }

@@ -31,47 +31,75 @@ law_valid(petal_size_law_t law, double tau)
     return law == PETAL_SIZE_EXPONENTIAL && tau > 0.0 && isfinite(tau);
 }
 
-/*
- * Boundaries B(0) = 0, B(j) = round(n * (w_0 + ... + w_{j-1}) / W), B(P) = n: rounding a
- * non-decreasing sequence keeps it non-decreasing, so the sizes B(j + 1) - B(j) are >= 0, sum to
- * n, and each is within one of its exact share n * w_j / W.
- */
-static uint64_t
-boundary(uint64_t n, double cum, double total)
+typedef struct share {
+    double frac;
+    uint32_t i;
+} share_t;
+
+/* Larger fractional part first; ties: lower index first. */
+static int
+cmp_share(const void *a, const void *b)
 {
-    double b = floor((double)n * (cum / total) + 0.5);
-    if (!(b >= 0.0)) {
-        return 0;
+    const share_t *x = a;
+    const share_t *y = b;
+    if (x->frac != y->frac) {
+        return x->frac > y->frac ? -1 : 1;
     }
-    if (b >= (double)n) {
-        return n;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * Largest remainders: sizes[i] = floor(n * w_i / W), then the examples left over go one each to
+ * the partitions with the largest fractional parts. The weights grow with i, so the sizes never
+ * decrease, and each is within one of its exact share.
+ */
+static int
+law_sizes(petal_size_law_t law, double tau, uint64_t n, uint32_t num_partitions, uint64_t *sizes)
+{
+    share_t *sh = malloc(sizeof(*sh) * num_partitions);
+    if (sh == NULL) {
+        return PETAL_ENOMEM;
     }
-    return (uint64_t)b;
+    double total = 0.0;
+    for (uint32_t i = 0; i < num_partitions; i++) {
+        total += law_weight(law, tau, i, num_partitions);
+    }
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < num_partitions; i++) {
+        double exact = (double)n * (law_weight(law, tau, i, num_partitions) / total);
+        double fl = floor(exact);
+        if (fl > (double)n) {
+            fl = (double)n;
+        }
+        sizes[i] = (uint64_t)fl;
+        sh[i].frac = exact - fl;
+        sh[i].i = i;
+        sum += sizes[i];
+    }
+    qsort(sh, num_partitions, sizeof(*sh), cmp_share);
+    /* Rounding can leave sum a little off either way; fix it one example at a time. */
+    for (uint32_t j = 0; sum < n; j = (j + 1) % num_partitions) {
+        sizes[sh[j].i]++;
+        sum++;
+    }
+    for (uint32_t i = num_partitions; sum > n; i = i > 1 ? i - 1 : num_partitions) {
+        if (sizes[i - 1] > 0) {
+            sizes[i - 1]--;
+            sum--;
+        }
+    }
+    free(sh);
+    return 0;
 }
 
 int
 petal_partition_size_law(petal_size_law_t law, double tau, uint64_t n, uint32_t num_partitions,
                          uint64_t *sizes)
 {
-    if (sizes == NULL || num_partitions == 0 || !law_valid(law, tau)) {
+    if (sizes == NULL || num_partitions == 0 || !law_valid(law, tau) || n > (UINT64_C(1) << 62)) {
         return PETAL_EINVAL;
     }
-    double total = 0.0;
-    for (uint32_t i = 0; i < num_partitions; i++) {
-        total += law_weight(law, tau, i, num_partitions);
-    }
-    double cum = 0.0;
-    uint64_t prev = 0;
-    for (uint32_t i = 0; i < num_partitions; i++) {
-        cum += law_weight(law, tau, i, num_partitions);
-        uint64_t b = i + 1 == num_partitions ? n : boundary(n, cum, total);
-        if (b < prev) {
-            b = prev;
-        }
-        sizes[i] = b - prev;
-        prev = b;
-    }
-    return 0;
+    return law_sizes(law, tau, n, num_partitions, sizes);
 }
 
 int
@@ -83,25 +111,21 @@ petal_partition_size_skewed(uint64_t n, uint32_t num_partitions, uint32_t partit
         partition_id >= num_partitions || !law_valid(law, tau) || n > (UINT64_C(1) << 62)) {
         return PETAL_EINVAL;
     }
-    /* Only this partition's bounds are needed: the same arithmetic as petal_partition_size_law. */
-    double total = 0.0;
-    for (uint32_t i = 0; i < num_partitions; i++) {
-        total += law_weight(law, tau, i, num_partitions);
+    uint64_t *sizes = malloc(sizeof(uint64_t) * num_partitions);
+    if (sizes == NULL) {
+        return PETAL_ENOMEM;
     }
-    double cum = 0.0;
-    uint64_t prev = 0;
+    int rc = law_sizes(law, tau, n, num_partitions, sizes);
+    if (rc < 0) {
+        free(sizes);
+        return rc;
+    }
     uint64_t start = 0;
-    uint64_t end = 0;
-    for (uint32_t i = 0; i <= partition_id; i++) {
-        cum += law_weight(law, tau, i, num_partitions);
-        uint64_t b = i + 1 == num_partitions ? n : boundary(n, cum, total);
-        if (b < prev) {
-            b = prev;
-        }
-        start = prev;
-        end = b;
-        prev = b;
+    for (uint32_t i = 0; i < partition_id; i++) {
+        start += sizes[i];
     }
+    uint64_t end = start + sizes[partition_id];
+    free(sizes);
     uint64_t count = end - start;
     if (count == 0) {
         *idx_out = NULL;

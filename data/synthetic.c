@@ -17,10 +17,13 @@
  * y = argmax(W_k^T x + b_k) (argmax of the softmax is argmax of the logits). Device sizes are
  * floor(exp(N(size_mu, size_sigma))) + min_size, a lognormal power law.
  *
+ * Synthetic-IID (iid != 0): one W, b ~ N(0, 1) shared by all devices, and v_k = B_k in every
+ * coordinate (so 0 with beta = 0, as the paper's IID setting).
+ *
  * Streams: sizes from combine(seed, SEED_SIZES); device k from combine(seed, k), drawn in the
- * order u, B, v, W (row-major dim x classes), b, then per example x_1..x_dim; Synthetic-IID's
- * shared W, b from combine(seed, SEED_SHARED). So a device's data depends only on the seed, its
- * index and its size.
+ * order u, B, v (not in IID), W (row-major dim x classes), b (not in IID), then per example
+ * x_1..x_dim; Synthetic-IID's shared W, b from combine(seed, SEED_SHARED). So a device's data
+ * depends only on the seed, its index and its size.
  */
 #define SEED_SIZES UINT64_C(0x73697a6573000000)  /* "sizes" */
 #define SEED_SHARED UINT64_C(0x7368617265640000) /* "shared" */
@@ -158,17 +161,16 @@ synthetic_load(void *arg, pt_dataset_body_t *body, char *err, size_t cap)
         petal_rng_t shared;
         petal_rng_seed(&shared, petal_seed_combine(p->seed, SEED_SHARED));
         draw_model(&shared, 0.0, dim, classes, w, b);
-        memset(v, 0, sizeof(double) * dim);
     }
     for (uint32_t k = 0; k < p->num_devices; k++) {
         petal_rng_t r;
         petal_rng_seed(&r, petal_seed_combine(p->seed, k));
+        double u = p->alpha * petal_rng_normal(&r);
+        double bk = p->beta * petal_rng_normal(&r);
+        for (uint32_t j = 0; j < dim; j++) {
+            v[j] = p->iid ? bk : bk + petal_rng_normal(&r);
+        }
         if (!p->iid) {
-            double u = p->alpha * petal_rng_normal(&r);
-            double bk = p->beta * petal_rng_normal(&r);
-            for (uint32_t j = 0; j < dim; j++) {
-                v[j] = bk + petal_rng_normal(&r);
-            }
             draw_model(&r, u, dim, classes, w, b);
         }
         for (uint64_t i = offsets[k]; i < offsets[k + 1]; i++) {

@@ -1,4 +1,4 @@
-/* data.h - datasets (IDX readers with a process-wide cache), partitioners and a fixed PRNG. */
+/* data.h - datasets (IDX, CSV, FedProx Synthetic; a process-wide cache), partitioners, a PRNG. */
 #ifndef PETAL_DATA_H
 #define PETAL_DATA_H
 
@@ -103,12 +103,13 @@ int petal_dataset_load_csv(const char *path, const petal_csv_options_t *opts,
 /* ---- Synthetic(alpha, beta) of FedProx (Li et al. 2020) -------------------------------------- */
 
 typedef struct petal_synthetic_params {
-    double alpha;         /* model heterogeneity: u_k ~ N(0, alpha) (alpha is a std deviation) */
+    double alpha;         /* model heterogeneity: u_k ~ N(0, alpha) (alpha is a std deviation;
+                             it shifts all logits alike, so alone it changes no label) */
     double beta;          /* feature heterogeneity: B_k ~ N(0, beta) (std deviation) */
     uint32_t num_devices; /* default 30 */
     uint32_t dim;         /* features, default 60 */
     uint32_t num_classes; /* default 10 (at most 256) */
-    int iid;              /* nonzero: Synthetic-IID (one W, b ~ N(0, 1) for all, v_k = 0) */
+    int iid;              /* nonzero: Synthetic-IID (one W, b ~ N(0, 1) for all, v_k = B_k) */
     double size_mu;       /* device k holds floor(exp(N(size_mu, size_sigma))) + min_size */
     double size_sigma;    /* examples: defaults 4, 2 and 50, as the paper's generator */
     uint64_t min_size;
@@ -202,9 +203,8 @@ int petal_partition_pathological(const uint8_t *labels, uint64_t n, uint32_t num
  * shard examples than n, ...) or PETAL_ENOMEM.
  */
 int petal_partition_shard(const uint8_t *labels, uint64_t n, uint32_t num_partitions,
-                          uint32_t partition_id, uint32_t shards_per_partition,
-                          uint64_t shard_size, uint64_t seed, uint64_t **idx_out,
-                          uint64_t *count_out);
+                          uint32_t partition_id, uint32_t shards_per_partition, uint64_t shard_size,
+                          uint64_t seed, uint64_t **idx_out, uint64_t *count_out);
 
 /* Size laws: partition i (0-based) gets a share proportional to (i + 1), (i + 1)^2 or
  * e^((i + 1) / tau). */
@@ -215,12 +215,13 @@ typedef enum petal_size_law {
 } petal_size_law_t;
 
 /*
- * The partition sizes of a size law: sizes[0..num_partitions) sum to n, each within one of its
- * exact share n * w_i / sum(w) (cumulative shares rounded to the nearest integer). tau > 0 is
- * used by PETAL_SIZE_EXPONENTIAL only. Returns 0 or PETAL_EINVAL.
+ * The partition sizes of a size law: sizes[0..num_partitions) sum to n and never decrease with
+ * i; each is the floor of its exact share n * w_i / sum(w), plus one for the partitions with the
+ * largest fractional parts (ties: lower index). tau > 0 is used by PETAL_SIZE_EXPONENTIAL only.
+ * Costs O(P log P). Returns 0, PETAL_EINVAL or PETAL_ENOMEM.
  */
-int petal_partition_size_law(petal_size_law_t law, double tau, uint64_t n,
-                             uint32_t num_partitions, uint64_t *sizes);
+int petal_partition_size_law(petal_size_law_t law, double tau, uint64_t n, uint32_t num_partitions,
+                             uint64_t *sizes);
 
 /*
  * Size-skewed partition: partition p gets petal_partition_size_law()'s sizes[p] examples, the
@@ -229,8 +230,8 @@ int petal_partition_size_law(petal_size_law_t law, double tau, uint64_t n,
  * Returns 0, PETAL_EINVAL or PETAL_ENOMEM.
  */
 int petal_partition_size_skewed(uint64_t n, uint32_t num_partitions, uint32_t partition_id,
-                                petal_size_law_t law, double tau, uint64_t seed,
-                                uint64_t **idx_out, uint64_t *count_out);
+                                petal_size_law_t law, double tau, uint64_t seed, uint64_t **idx_out,
+                                uint64_t *count_out);
 
 /* Parameters of petal_partition_by_name(); each partitioner reads the fields it needs. */
 typedef struct petal_partition_params {
@@ -257,7 +258,6 @@ int petal_partition_by_name(const char *name, const petal_partition_params_t *p,
                             const uint8_t *labels, uint64_t n, uint32_t num_classes,
                             uint32_t num_partitions, uint32_t partition_id, uint64_t **idx_out,
                             uint64_t *count_out, char *err, size_t cap);
-
 
 #ifdef __cplusplus
 }

@@ -118,8 +118,8 @@ pt_ctl_address(const char *hostport, char *buf, size_t cap)
 }
 
 int
-pt_ctl_exchange(const char *address, pt_frame_t *request, pt_ctl_frame_fn on_frame, void *ctx,
-                double timeout, char *err, size_t err_cap)
+pt_ctl_exchange(const char *address, const pt_secure_opts_t *secure, pt_frame_t *request,
+                pt_ctl_frame_fn on_frame, void *ctx, double timeout, char *err, size_t err_cap)
 {
     exchange_t x = {
         .request = request, .on_frame = on_frame, .ctx = ctx, .err = err, .err_cap = err_cap};
@@ -135,7 +135,8 @@ pt_ctl_exchange(const char *address, pt_frame_t *request, pt_ctl_frame_fn on_fra
     rc = pt_actor_spawn(x.rt, "petal", handle, &x, &actor);
     pt_conn_t *conn;
     if (rc == 0) {
-        rc = pt_dial(x.rt, address, actor, &conn);
+        rc = secure != NULL ? pt_dial_secure(x.rt, address, actor, secure, &conn)
+                            : pt_dial(x.rt, address, actor, &conn);
         if (rc != 0) {
             snprintf(err, err_cap, "cannot reach the SuperLink at %s: %s", address,
                      petal_strerror(rc));

@@ -72,6 +72,9 @@ static const petal_host_api_v1_t host_api_v1 = {
     .grid_pull = petal_grid_pull,
     .grid_record_metrics = petal_grid_record_metrics,
     .grid_set_final_arrays = petal_grid_set_final_arrays,
+
+    /* v1.1 */
+    .run_default_server = petal_run_default_server,
 };
 
 const petal_host_api_v1_t *

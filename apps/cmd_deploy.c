@@ -13,8 +13,10 @@
 #include "runtime/codec.h"
 #include "runtime/config.h"
 #include "runtime/context.h"
+#include "runtime/keys.h"
 #include "runtime/log.h"
 #include "runtime/message.h"
+#include "transport/secure.h"
 
 #include "cli.h"
 
@@ -25,10 +27,90 @@ typedef struct deploy_cli {
     const char *format; /* "table" or "json" */
     const char *run_config;
     const char *history, *save_arrays, *log_level;
+    const char *keys, *superlink_key;
     int have_seed, stream, follow, insecure;
     int64_t seed;
     char address[300];
+    pt_keypair_t *identity; /* the operator's key (--keys); NULL with --insecure */
+    uint8_t pin[PT_KEY_PUBLIC_BYTES];
+    pt_secure_opts_t secure_opts;
+    const pt_secure_opts_t *secure; /* &secure_opts, or NULL with --insecure */
 } deploy_cli_t;
+
+static void
+deploy_cli_fini(deploy_cli_t *o)
+{
+    pt_keypair_free(o->identity);
+    o->identity = NULL;
+    o->secure = NULL;
+}
+
+/* The operator's identity and the SuperLink's pinned key, or --insecure. 0, or -1 after
+ * printing why. */
+static int
+security_opts(const char *cmd, deploy_cli_t *o)
+{
+    char err[600];
+    if (o->insecure && (o->keys != NULL || o->superlink_key != NULL)) {
+        fprintf(stderr,
+                "petal %s: --insecure talks plain TCP: it does not go with --keys or "
+                "--superlink-key\n",
+                cmd);
+        return -1;
+    }
+    if (o->insecure) {
+        fprintf(stderr,
+                "petal %s: warning: --insecure: the Control API traffic is neither "
+                "encrypted nor authenticated (tests and trusted networks only)\n",
+                cmd);
+        return 0;
+    }
+    if (o->keys == NULL || o->superlink_key == NULL) {
+        fprintf(stderr,
+                "petal %s: the Control API is secure by default: pass --keys DIR (your operator "
+                "key, from `petal keygen --out DIR`, listed in the SuperLink's --operators) and "
+                "--superlink-key FILE (the SuperLink's petal.pub)%s; --insecure talks to a "
+                "SuperLink started with --insecure\n",
+                cmd,
+                o->keys != NULL            ? " (--superlink-key is missing)"
+                : o->superlink_key != NULL ? " (--keys is missing: a CLI without an operator key "
+                                             "is refused)"
+                                           : "");
+        return -1;
+    }
+    if (pt_keypair_load(o->keys, &o->identity, err, sizeof(err)) != 0) {
+        fprintf(stderr, "petal %s: --keys: %s\n", cmd, err);
+        return -1;
+    }
+    if (pt_pubkey_load(o->superlink_key, o->pin, err, sizeof(err)) != 0) {
+        fprintf(stderr, "petal %s: --superlink-key: %s\n", cmd, err);
+        deploy_cli_fini(o);
+        return -1;
+    }
+    memset(&o->secure_opts, 0, sizeof(o->secure_opts));
+    o->secure_opts.identity = o->identity;
+    o->secure_opts.pinned_peer_pk = o->pin;
+    o->secure = &o->secure_opts;
+    return 0;
+}
+
+/* Prints a failed exchange, with a hint when the two sides speak different modes. */
+static void
+report(const char *cmd, const deploy_cli_t *o, int rc, const char *err)
+{
+    fprintf(stderr, "petal%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", err);
+    if (rc == PETAL_EPROTO && o->secure == NULL) {
+        fprintf(stderr,
+                "petal%s%s: hint: a SuperLink with the secure channel needs --keys DIR "
+                "and --superlink-key FILE instead of --insecure\n",
+                cmd ? " " : "", cmd ? cmd : "");
+    } else if (rc == PETAL_ECLOSED) {
+        fprintf(stderr,
+                "petal%s%s: hint: a running SuperLink closes a connection whose request is over "
+                "its limits (--max-message-size and the others); its log says which\n",
+                cmd ? " " : "", cmd ? cmd : "");
+    }
+}
 
 static int
 common_opts(const char *cmd, int argc, char **argv, deploy_cli_t *o, int *first_arg,
@@ -44,6 +126,8 @@ common_opts(const char *cmd, int argc, char **argv, deploy_cli_t *o, int *first_
         {"history", required_argument, NULL, 'H'},
         {"save-arrays", required_argument, NULL, 'a'},
         {"insecure", no_argument, NULL, 'i'},
+        {"keys", required_argument, NULL, 'k'},
+        {"superlink-key", required_argument, NULL, 'K'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -92,6 +176,12 @@ common_opts(const char *cmd, int argc, char **argv, deploy_cli_t *o, int *first_
         case 'i':
             o->insecure = 1;
             break;
+        case 'k':
+            o->keys = optarg;
+            break;
+        case 'K':
+            o->superlink_key = optarg;
+            break;
         case 'l':
             o->log_level = optarg;
             break;
@@ -106,15 +196,11 @@ common_opts(const char *cmd, int argc, char **argv, deploy_cli_t *o, int *first_
     if (petal_cli_set_log_level(o->log_level) != 0) {
         return -1;
     }
-    if (!o->insecure) {
-        fprintf(stderr,
-                "petal %s: the Control API is not encrypted yet: pass --insecure to talk to the "
-                "SuperLink over plain TCP\n",
-                cmd);
-        return -1;
-    }
     if (pt_ctl_address(o->superlink, o->address, sizeof(o->address)) != 0) {
         fprintf(stderr, "petal %s: --superlink '%s': expected HOST:PORT\n", cmd, o->superlink);
+        return -1;
+    }
+    if (security_opts(cmd, o) != 0) {
         return -1;
     }
     *first_arg = optind;
@@ -186,22 +272,36 @@ stream_log(const deploy_cli_t *o, int64_t run_id, log_state_t *s)
     petal_value_t v = petal_value_bool(s->follow);
     petal_configrecord_set(p, "follow", &v);
     char err[512];
-    int rc = pt_ctl_exchange(o->address, f, on_log, s, 0, err, sizeof(err));
+    int rc = pt_ctl_exchange(o->address, o->secure, f, on_log, s, 0, err, sizeof(err));
     if (rc != 0) {
-        fprintf(stderr, "petal: %s\n", err);
+        report(NULL, o, rc, err);
     }
     return rc;
 }
+
+/* How every deployment command reaches the SuperLink (appended to each usage text). */
+#define CONNECT_HELP                                                                               \
+    "\nConnecting (secure by default):\n"                                                          \
+    "  --superlink HOST:PORT  the SuperLink's Control API (default " DEFAULT_CONTROL ")\n"         \
+    "  --keys DIR             your operator identity: DIR/petal.key from\n"                        \
+    "                         `petal keygen --out DIR`; its petal.pub must be in the\n"            \
+    "                         SuperLink's --operators file\n"                                      \
+    "  --superlink-key FILE   the SuperLink's public key (its petal.pub); any other server is\n"   \
+    "                         refused\n"                                                           \
+    "  --insecure             plain TCP to a SuperLink started with --insecure (tests and\n"       \
+    "                         trusted networks only)\n"
+#define CONNECT_USAGE "--superlink HOST:PORT (--keys DIR --superlink-key FILE | --insecure)"
 
 /* ---- petal run ---------------------------------------------------------------------------------
  */
 
 static const char run_usage[] =
-    "usage: petal run APP_DIR --superlink HOST:PORT --insecure [--run-config \"k=v k2=v2\"]\n"
-    "                 [--seed S] [--stream] [--history FILE] [--save-arrays FILE]\n\n"
-    "Packs APP_DIR into a bundle, submits it to the SuperLink's Control API "
-    "(default\n" DEFAULT_CONTROL
-    ") and prints the run id; --stream follows the run's log to its end.\n";
+    "usage: petal run APP_DIR|APP.petal " CONNECT_USAGE "\n"
+    "                 [--run-config \"k=v k2=v2\"] [--seed S] [--stream] [--history FILE]\n"
+    "                 [--save-arrays FILE]\n\n"
+    "Packs APP_DIR into a bundle (or takes a bundle file from petal build as it is), submits it\n"
+    "to the SuperLink's Control API (default " DEFAULT_CONTROL
+    ") and prints the run id; --stream\nfollows the run's log to its end.\n" CONNECT_HELP;
 
 typedef struct started {
     int64_t run_id;
@@ -289,26 +389,32 @@ run_config_of(const char *app_dir, const deploy_cli_t *o)
     return petal_cli_run_config("run", holder, o->have_seed, o->seed, o->run_config);
 }
 
-int
-petal_cmd_run(int argc, char **argv)
+static int
+cmd_run(deploy_cli_t *o, int argc, char **argv, int first)
 {
-    deploy_cli_t o;
-    int first;
-    if (common_opts("run", argc, argv, &o, &first, run_usage) != 0) {
-        return PETAL_EXIT_USAGE;
-    }
     if (first != argc - 1) {
         fputs(run_usage, stderr);
         return PETAL_EXIT_USAGE;
     }
     const char *app_dir = argv[first];
-    petal_recorddict_t *holder = run_config_of(app_dir, &o);
-    if (holder == NULL) {
-        return PETAL_EXIT_USAGE;
-    }
     char err[512], hash[65];
     pt_buf_t *bundle = NULL;
-    if (pt_bundle_pack(app_dir, &bundle, hash, err, sizeof(err)) != 0) {
+    petal_recorddict_t *holder = NULL;
+    if (petal_cli_is_bundle_file(app_dir)) {
+        /* A bundle file (petal build): sent as it is, signature included. */
+        if (petal_cli_bundle_load(app_dir, &bundle, &holder, err, sizeof(err)) != 0) {
+            fprintf(stderr, "petal run: %s\n", err);
+            return PETAL_EXIT_USAGE;
+        }
+        holder = petal_cli_run_config("run", holder, o->have_seed, o->seed, o->run_config);
+        if (holder == NULL) {
+            pt_buf_release(bundle);
+            return PETAL_EXIT_USAGE;
+        }
+    } else if ((holder = run_config_of(app_dir, o)) == NULL) {
+        return PETAL_EXIT_USAGE;
+    }
+    if (bundle == NULL && pt_bundle_pack(app_dir, &bundle, hash, err, sizeof(err)) != 0) {
         fprintf(stderr, "petal run: cannot pack %s: %s\n", app_dir, err);
         petal_recorddict_free(holder);
         return PETAL_EXIT_USAGE;
@@ -339,21 +445,22 @@ petal_cmd_run(int argc, char **argv)
         return PETAL_EXIT_RUN_FAILED;
     }
     started_t st = {0};
-    if (pt_ctl_exchange(o.address, f, on_started, &st, 60, err, sizeof(err)) != 0) {
-        fprintf(stderr, "petal run: %s\n", err);
+    int rc = pt_ctl_exchange(o->address, o->secure, f, on_started, &st, 60, err, sizeof(err));
+    if (rc != 0) {
+        report("run", o, rc, err);
         return PETAL_EXIT_RUN_FAILED;
     }
-    if (strcmp(o.format, "json") == 0) {
+    if (strcmp(o->format, "json") == 0) {
         printf("{\"run_id\": %lld, \"bundle_sha256\": \"%s\"}\n", (long long)st.run_id, st.hash);
     } else {
         printf("run %lld submitted (bundle %s)\n", (long long)st.run_id, st.hash);
     }
     fflush(stdout);
-    if (!o.stream && o.history == NULL && o.save_arrays == NULL) {
+    if (!o->stream && o->history == NULL && o->save_arrays == NULL) {
         return PETAL_EXIT_OK;
     }
-    log_state_t ls = {.follow = 1, .quiet = !o.stream};
-    if (stream_log(&o, st.run_id, &ls) != 0) {
+    log_state_t ls = {.follow = 1, .quiet = !o->stream};
+    if (stream_log(o, st.run_id, &ls) != 0) {
         return PETAL_EXIT_RUN_FAILED;
     }
     int exit_code =
@@ -362,15 +469,16 @@ petal_cmd_run(int argc, char **argv)
         fprintf(stderr, "petal run: run %lld %s%s%s\n", (long long)st.run_id, ls.status,
                 ls.reason[0] ? ": " : "", ls.reason);
     }
-    if (o.history != NULL || o.save_arrays != NULL) {
+    if (o->history != NULL || o->save_arrays != NULL) {
         f = request(PT_CONTROL_GET_RESULT, "control.get-result", &p);
         if (f == NULL) {
             return PETAL_EXIT_RUN_FAILED;
         }
         pt_params_set_i64(p, "run-id", st.run_id);
-        result_t r = {.history = o.history, .save_arrays = o.save_arrays};
-        if (pt_ctl_exchange(o.address, f, on_result, &r, 60, err, sizeof(err)) != 0) {
-            fprintf(stderr, "petal run: %s\n", err);
+        result_t r = {.history = o->history, .save_arrays = o->save_arrays};
+        rc = pt_ctl_exchange(o->address, o->secure, f, on_result, &r, 60, err, sizeof(err));
+        if (rc != 0) {
+            report("run", o, rc, err);
             return PETAL_EXIT_RUN_FAILED;
         }
         if (r.rc != 0) {
@@ -378,6 +486,19 @@ petal_cmd_run(int argc, char **argv)
         }
     }
     return exit_code;
+}
+
+int
+petal_cmd_run(int argc, char **argv)
+{
+    deploy_cli_t o;
+    int first;
+    if (common_opts("run", argc, argv, &o, &first, run_usage) != 0) {
+        return PETAL_EXIT_USAGE;
+    }
+    int rc = cmd_run(&o, argc, argv, first);
+    deploy_cli_fini(&o);
+    return rc;
 }
 
 /* ---- petal log / stop
@@ -397,31 +518,39 @@ run_id_arg(const char *cmd, const char *s, int64_t *out)
 }
 
 static const char log_usage[] =
-    "usage: petal log RUN_ID --superlink HOST:PORT --insecure [--follow]\n\n"
-    "Prints a run's log; --follow waits for new lines until the run finishes.\n";
+    "usage: petal log RUN_ID " CONNECT_USAGE " [--follow]\n\n"
+    "Prints a run's log; --follow waits for new lines until the run finishes.\n" CONNECT_HELP;
+
+static int
+cmd_log(deploy_cli_t *o, int argc, char **argv, int first)
+{
+    int64_t run_id;
+    if (first != argc - 1 || run_id_arg("log", argv[first], &run_id) != 0) {
+        fputs(log_usage, stderr);
+        return PETAL_EXIT_USAGE;
+    }
+    log_state_t ls = {.follow = o->follow};
+    if (stream_log(o, run_id, &ls) != 0) {
+        return PETAL_EXIT_RUN_FAILED;
+    }
+    return PETAL_EXIT_OK;
+}
 
 int
 petal_cmd_log(int argc, char **argv)
 {
     deploy_cli_t o;
     int first;
-    int64_t run_id;
     if (common_opts("log", argc, argv, &o, &first, log_usage) != 0) {
         return PETAL_EXIT_USAGE;
     }
-    if (first != argc - 1 || run_id_arg("log", argv[first], &run_id) != 0) {
-        fputs(log_usage, stderr);
-        return PETAL_EXIT_USAGE;
-    }
-    log_state_t ls = {.follow = o.follow};
-    if (stream_log(&o, run_id, &ls) != 0) {
-        return PETAL_EXIT_RUN_FAILED;
-    }
-    return PETAL_EXIT_OK;
+    int rc = cmd_log(&o, argc, argv, first);
+    deploy_cli_fini(&o);
+    return rc;
 }
 
 static const char stop_usage[] =
-    "usage: petal stop RUN_ID --superlink HOST:PORT --insecure\n\nStops a running run.\n";
+    "usage: petal stop RUN_ID " CONNECT_USAGE "\n\nStops a running run.\n" CONNECT_HELP;
 
 static int
 on_stopped(void *ctx, pt_frame_t *f)
@@ -430,15 +559,10 @@ on_stopped(void *ctx, pt_frame_t *f)
     return f->kind == PT_CONTROL_STOPPED;
 }
 
-int
-petal_cmd_stop(int argc, char **argv)
+static int
+cmd_stop(deploy_cli_t *o, int argc, char **argv, int first)
 {
-    deploy_cli_t o;
-    int first;
     int64_t run_id;
-    if (common_opts("stop", argc, argv, &o, &first, stop_usage) != 0) {
-        return PETAL_EXIT_USAGE;
-    }
     if (first != argc - 1 || run_id_arg("stop", argv[first], &run_id) != 0) {
         fputs(stop_usage, stderr);
         return PETAL_EXIT_USAGE;
@@ -450,12 +574,26 @@ petal_cmd_stop(int argc, char **argv)
     }
     pt_params_set_i64(p, "run-id", run_id);
     char err[512];
-    if (pt_ctl_exchange(o.address, f, on_stopped, NULL, 60, err, sizeof(err)) != 0) {
-        fprintf(stderr, "petal stop: %s\n", err);
+    int rc = pt_ctl_exchange(o->address, o->secure, f, on_stopped, NULL, 60, err, sizeof(err));
+    if (rc != 0) {
+        report("stop", o, rc, err);
         return PETAL_EXIT_RUN_FAILED;
     }
     printf("run %lld: stop requested\n", (long long)run_id);
     return PETAL_EXIT_OK;
+}
+
+int
+petal_cmd_stop(int argc, char **argv)
+{
+    deploy_cli_t o;
+    int first;
+    if (common_opts("stop", argc, argv, &o, &first, stop_usage) != 0) {
+        return PETAL_EXIT_USAGE;
+    }
+    int rc = cmd_stop(&o, argc, argv, first);
+    deploy_cli_fini(&o);
+    return rc;
 }
 
 /* ---- petal ls / nodes
@@ -579,6 +717,25 @@ on_listing(void *ctx, pt_frame_t *f)
 }
 
 static int
+list_with(const char *cmd, deploy_cli_t *o, uint16_t req, uint16_t resp)
+{
+    petal_configrecord_t *p;
+    pt_frame_t *f =
+        request(req, req == PT_CONTROL_LIST_RUNS ? "control.list-runs" : "control.list-nodes", &p);
+    if (f == NULL) {
+        return PETAL_EXIT_RUN_FAILED;
+    }
+    listing_t l = {.kind = resp, .json = strcmp(o->format, "json") == 0};
+    char err[512];
+    int rc = pt_ctl_exchange(o->address, o->secure, f, on_listing, &l, 60, err, sizeof(err));
+    if (rc != 0) {
+        report(cmd, o, rc, err);
+        return PETAL_EXIT_RUN_FAILED;
+    }
+    return PETAL_EXIT_OK;
+}
+
+static int
 list(const char *cmd, int argc, char **argv, uint16_t req, uint16_t resp, const char *usage_text)
 {
     deploy_cli_t o;
@@ -586,37 +743,28 @@ list(const char *cmd, int argc, char **argv, uint16_t req, uint16_t resp, const 
     if (common_opts(cmd, argc, argv, &o, &first, usage_text) != 0) {
         return PETAL_EXIT_USAGE;
     }
+    int rc = PETAL_EXIT_USAGE;
     if (first != argc) {
         fputs(usage_text, stderr);
-        return PETAL_EXIT_USAGE;
+    } else {
+        rc = list_with(cmd, &o, req, resp);
     }
-    petal_configrecord_t *p;
-    pt_frame_t *f =
-        request(req, req == PT_CONTROL_LIST_RUNS ? "control.list-runs" : "control.list-nodes", &p);
-    if (f == NULL) {
-        return PETAL_EXIT_RUN_FAILED;
-    }
-    listing_t l = {.kind = resp, .json = strcmp(o.format, "json") == 0};
-    char err[512];
-    if (pt_ctl_exchange(o.address, f, on_listing, &l, 60, err, sizeof(err)) != 0) {
-        fprintf(stderr, "petal %s: %s\n", cmd, err);
-        return PETAL_EXIT_RUN_FAILED;
-    }
-    return PETAL_EXIT_OK;
+    deploy_cli_fini(&o);
+    return rc;
 }
 
 int
 petal_cmd_ls(int argc, char **argv)
 {
     return list("ls", argc, argv, PT_CONTROL_LIST_RUNS, PT_CONTROL_RUNS,
-                "usage: petal ls --superlink HOST:PORT --insecure [--format json]\n\n"
-                "Lists the SuperLink's runs and their status.\n");
+                "usage: petal ls " CONNECT_USAGE " [--format json]\n\n"
+                "Lists the SuperLink's runs and their status.\n" CONNECT_HELP);
 }
 
 int
 petal_cmd_nodes(int argc, char **argv)
 {
     return list("nodes", argc, argv, PT_CONTROL_LIST_NODES, PT_CONTROL_NODES,
-                "usage: petal nodes --superlink HOST:PORT --insecure [--format json]\n\n"
-                "Lists the SuperNodes the SuperLink knows, online or not.\n");
+                "usage: petal nodes " CONNECT_USAGE " [--format json]\n\n"
+                "Lists the SuperNodes the SuperLink knows, online or not.\n" CONNECT_HELP);
 }

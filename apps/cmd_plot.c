@@ -8,6 +8,7 @@
 
 #include <cairo-svg.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <json-c/json.h>
 
 #include "cli.h"
@@ -554,7 +555,7 @@ choose_labels(const plot_cli_t *o, history_t *hs, int nh)
             return -1;
         }
         for (int i = 0; i < nh; i++) {
-            snprintf(hs[i].label, sizeof(hs[i].label), "%s", items[i]);
+            snprintf(hs[i].label, sizeof(hs[i].label), "%.*s", NAME_MAX_LEN - 1, items[i]);
         }
         return 0;
     }
@@ -890,7 +891,15 @@ draw_figure(cairo_t *cr, const char *title, const metric_t *ms, int nm, const hi
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
     cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
-    set_font(cr, 18, 1);
+    double size = 18;
+    cairo_text_extents_t te;
+    for (;; size -= 1) { /* shrink a long title to fit (down to 10 px) */
+        set_font(cr, size, 1);
+        cairo_text_extents(cr, title, &te);
+        if (te.x_advance <= width - 2 * MARGIN || size <= 10) {
+            break;
+        }
+    }
     draw_text(cr, title, width / 2, MARGIN, 0.5, 0);
     draw_legend(cr, hs, nh, MARGIN, legend_top, width - 2 * MARGIN, ex, erow);
     double top = legend_top + legend_rows * LEGEND_ROW_H + 12;
@@ -1113,5 +1122,8 @@ done:
     for (int j = 0; j < nh; j++) {
         json_object_put(hs[j].root);
     }
+    /* Free cairo's font caches, then fontconfig's state, so leak checkers see a clean exit. */
+    cairo_debug_reset_static_data();
+    FcFini();
     return rc;
 }

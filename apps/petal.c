@@ -15,12 +15,14 @@ static const struct {
 } commands[] = {
     {"sim", petal_cmd_sim, "run an app in local simulation with virtual SuperNodes"},
     {"new", petal_cmd_new, "write a new app project to start from"},
+    {"build", petal_cmd_build, "pack an app directory into a bundle file, optionally signed"},
     {"run", petal_cmd_run, "submit an app to a SuperLink (deployment) and follow it"},
     {"ls", petal_cmd_ls, "list a SuperLink's runs"},
     {"log", petal_cmd_log, "print (or follow) a run's log"},
     {"stop", petal_cmd_stop, "stop a running run"},
     {"nodes", petal_cmd_nodes, "list the SuperNodes a SuperLink knows"},
     {"plot", petal_cmd_plot, "draw per-round metrics of --history files (SVG or PNG)"},
+    {"keygen", petal_cmd_keygen, "create a key pair (petal.key, petal.pub) for secure channels"},
 };
 
 static void

@@ -1036,6 +1036,255 @@ pt_bundle_verify(const void *data, size_t len, const char *expected_hash_hex, ch
     return rc;
 }
 
+/* ---- Publisher signatures ----------------------------------------------------------------- */
+
+#define SIG_CONTEXT_LEN (sizeof(PT_BUNDLE_SIG_CONTEXT) - 1)
+#define SIG_MESSAGE_LEN (SIG_CONTEXT_LEN + crypto_hash_sha256_BYTES)
+/* fixarray(3), fixstr "ed25519", bin8 public key, bin8 signature */
+#define SIG_ELEMENT_LEN                                                                            \
+    (1 + 1 + (sizeof(PT_BUNDLE_SIG_SCHEME) - 1) + 2 + PT_KEY_PUBLIC_BYTES + 2 + PT_KEY_SIG_BYTES)
+
+_Static_assert(PT_KEY_PUBLIC_BYTES == crypto_sign_PUBLICKEYBYTES &&
+                   PT_KEY_SIG_BYTES == crypto_sign_BYTES && PT_KEY_SIG_BYTES < 256 &&
+                   sizeof(PT_BUNDLE_SIG_SCHEME) - 1 < 32,
+               "the signature element is encoded with fixstr and bin8 headers");
+
+/* What a publisher signs: the context string, then the manifest digest. */
+static void
+signed_message(const pt_bundle_t *b, uint8_t m[SIG_MESSAGE_LEN])
+{
+    memcpy(m, PT_BUNDLE_SIG_CONTEXT, SIG_CONTEXT_LEN);
+    memcpy(m + SIG_CONTEXT_LEN, b->manifest_digest, crypto_hash_sha256_BYTES);
+}
+
+static int
+sig_malformed(char *err, size_t cap, const char *why)
+{
+    msgf(err, cap,
+         "bundle: the signature block is malformed: %s (expected [\"" PT_BUNDLE_SIG_SCHEME
+         "\", public key: %d bytes, signature: %d bytes]; sign it again with petal build "
+         "--sign)",
+         why, PT_KEY_PUBLIC_BYTES, PT_KEY_SIG_BYTES);
+    return PETAL_E_INVALID_BUNDLE;
+}
+
+/* One fixed-size bin field of the signature element. */
+static int
+sig_bin(rd_t *r, uint8_t *dst, size_t want, const char *what, char *err, size_t cap)
+{
+    char why[128];
+    const char *s;
+    size_t len;
+
+    if (left(r) == 0 || r->p[r->pos] < 0xc4 || r->p[r->pos] > 0xc6) {
+        snprintf(why, sizeof(why), "the %s is %s, not binary data", what,
+                 left(r) == 0 ? "missing" : type_name(r->p[r->pos]));
+        return sig_malformed(err, cap, why);
+    }
+    if (rd_bytes(r, 1, PT_BUNDLE_MAX_SIGNATURE, &s, &len, what) != 0) {
+        return sig_malformed(err, cap, "a field is truncated");
+    }
+    if (len != want) {
+        snprintf(why, sizeof(why), "the %s is %zu bytes, not %zu", what, len, want);
+        return sig_malformed(err, cap, why);
+    }
+    memcpy(dst, s, want);
+    return 0;
+}
+
+/* The fields of an ed25519 signature element: 1 with pk and sig, 0 when unsigned. */
+static int
+sig_fields(const pt_bundle_t *b, uint8_t pk[PT_KEY_PUBLIC_BYTES], uint8_t sig[PT_KEY_SIG_BYTES],
+           char *err, size_t cap)
+{
+    char q[SHOWN + 4];
+    char why[128];
+    const char *scheme;
+    size_t slen;
+    uint64_t n;
+    rd_t r;
+    int rc;
+
+    if (b->signature == NULL) {
+        return 0;
+    }
+    memset(&r, 0, sizeof(r));
+    r.p = b->signature;
+    r.len = b->signature_len;
+    snprintf(r.where, sizeof(r.where), "signature");
+    if (rd_container(&r, 0, &n, "the signature") != 0 || n < 1) {
+        return sig_malformed(err, cap, "it is not an array [scheme, ...]");
+    }
+    if (rd_str(&r, PT_BUNDLE_MAX_SIGNATURE, &scheme, &slen, "the scheme") != 0) {
+        return sig_malformed(err, cap, "the scheme is not a string");
+    }
+    if (slen != sizeof(PT_BUNDLE_SIG_SCHEME) - 1 ||
+        memcmp(scheme, PT_BUNDLE_SIG_SCHEME, slen) != 0) {
+        quote(q, sizeof(q), scheme, slen);
+        msgf(err, cap,
+             "bundle: unknown signature scheme '%s' (this Petal verifies \"" PT_BUNDLE_SIG_SCHEME
+             "\" signatures; upgrade the node or sign with petal build --sign)",
+             q);
+        return PETAL_E_INVALID_BUNDLE;
+    }
+    if (n != 3) {
+        snprintf(why, sizeof(why), "it has %llu elements, not 3", (unsigned long long)n);
+        return sig_malformed(err, cap, why);
+    }
+    if ((rc = sig_bin(&r, pk, PT_KEY_PUBLIC_BYTES, "public key", err, cap)) != 0 ||
+        (rc = sig_bin(&r, sig, PT_KEY_SIG_BYTES, "signature", err, cap)) != 0) {
+        return rc;
+    }
+    if (r.pos != r.len) {
+        return sig_malformed(err, cap, "bytes follow the signature");
+    }
+    return 1;
+}
+
+int
+pt_bundle_signer(const pt_bundle_t *b, uint8_t pk[PT_KEY_PUBLIC_BYTES], char *err, size_t cap)
+{
+    uint8_t key[PT_KEY_PUBLIC_BYTES];
+    uint8_t sig[PT_KEY_SIG_BYTES];
+    int rc;
+
+    msgf(err, cap, "%s", "");
+    if (b == NULL || pk == NULL) {
+        msgf(err, cap, "bundle: invalid argument");
+        return PETAL_EINVAL;
+    }
+    rc = sig_fields(b, key, sig, err, cap);
+    if (rc == 1) {
+        memcpy(pk, key, sizeof(key));
+    }
+    return rc;
+}
+
+/* " (in FILE)" naming a key list loaded from a file, "" otherwise. */
+static void
+list_origin(const pt_keylist_t *l, char *buf, size_t cap)
+{
+    if (l->path != NULL && l->path[0] != '\0') {
+        snprintf(buf, cap, " (not in %s)", l->path);
+    } else {
+        snprintf(buf, cap, "%s", "");
+    }
+}
+
+static int
+check_signature(const pt_bundle_t *b, const pt_keylist_t *trusted,
+                uint8_t signer[PT_KEY_PUBLIC_BYTES], char *err, size_t cap)
+{
+    uint8_t pk[PT_KEY_PUBLIC_BYTES];
+    uint8_t sig[PT_KEY_SIG_BYTES];
+    uint8_t m[SIG_MESSAGE_LEN];
+    char fpr[PT_KEY_FPR_SIZE];
+    char origin[300];
+    int rc;
+
+    if (pt_keys_init() != 0) {
+        msgf(err, cap, "bundle: cannot initialise libsodium");
+        return PETAL_ENOMEM;
+    }
+    rc = sig_fields(b, pk, sig, err, cap);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 0) {
+        if (trusted == NULL) {
+            return 0;
+        }
+        msgf(err, cap,
+             "bundle is not signed (this node runs only apps signed by a trusted publisher; "
+             "sign the bundle with petal build --sign KEYFILE)");
+        return PETAL_E_INVALID_BUNDLE;
+    }
+    signed_message(b, m);
+    if (crypto_sign_verify_detached(sig, m, sizeof(m), pk) != 0) {
+        msgf(err, cap,
+             "bundle: signature does not match the manifest (the bundle was changed after "
+             "signing)");
+        return PETAL_E_INVALID_BUNDLE;
+    }
+    if (trusted != NULL && !pt_keylist_contains(trusted, pk)) {
+        pt_key_fingerprint(pk, fpr);
+        list_origin(trusted, origin, sizeof(origin));
+        msgf(err, cap, "bundle signed by %s, which is not a trusted publisher%s", fpr, origin);
+        return PETAL_E_INVALID_BUNDLE;
+    }
+    if (signer != NULL) {
+        memcpy(signer, pk, sizeof(pk));
+    }
+    return 1;
+}
+
+int
+pt_bundle_verify_signature(const pt_bundle_t *b, const pt_keylist_t *trusted,
+                           uint8_t signer_pk[PT_KEY_PUBLIC_BYTES], char *err, size_t cap)
+{
+    msgf(err, cap, "%s", "");
+    if (b == NULL) {
+        msgf(err, cap, "bundle: invalid argument");
+        return PETAL_EINVAL;
+    }
+    return check_signature(b, trusted, signer_pk, err, cap);
+}
+
+int
+pt_bundle_sign(const void *data, size_t len, const pt_keypair_t *kp, pt_buf_t **out, char *err,
+               size_t cap)
+{
+    uint8_t m[SIG_MESSAGE_LEN];
+    uint8_t sig[PT_KEY_SIG_BYTES];
+    pt_bundle_t *b = NULL;
+    pt_buf_t *buf;
+    uint8_t *p;
+    size_t head;
+    int rc;
+
+    msgf(err, cap, "%s", "");
+    if ((data == NULL && len > 0) || kp == NULL || out == NULL) {
+        msgf(err, cap, "sign: invalid argument");
+        return PETAL_EINVAL;
+    }
+    if ((rc = pt_bundle_parse(data, len, &b, err, cap)) != 0) {
+        return rc;
+    }
+    /* Everything before the signature element stays as it is. */
+    head = b->signature != NULL ? (size_t)(b->signature - (const uint8_t *)data) : len - 1;
+    signed_message(b, m);
+    pt_bundle_free(b);
+    if (pt_keypair_sign(kp, m, sizeof(m), sig) != 0) {
+        msgf(err, cap, "sign: the key pair cannot sign (no secret key)");
+        return PETAL_EINVAL;
+    }
+    if (head + SIG_ELEMENT_LEN > PT_BUNDLE_MAX_BYTES) {
+        msgf(err, cap, "sign: the signed bundle would be over the 2 GiB limit");
+        return PETAL_EMSGSIZE;
+    }
+    buf = pt_buf_alloc(head + SIG_ELEMENT_LEN, 0);
+    if (buf == NULL) {
+        msgf(err, cap, "sign: out of memory");
+        return PETAL_ENOMEM;
+    }
+    p = pt_buf_data(buf);
+    memcpy(p, data, head);
+    p += head;
+    *p++ = 0x93; /* fixarray of 3 */
+    *p++ = (uint8_t)(0xa0 | (sizeof(PT_BUNDLE_SIG_SCHEME) - 1));
+    memcpy(p, PT_BUNDLE_SIG_SCHEME, sizeof(PT_BUNDLE_SIG_SCHEME) - 1);
+    p += sizeof(PT_BUNDLE_SIG_SCHEME) - 1;
+    *p++ = 0xc4;
+    *p++ = PT_KEY_PUBLIC_BYTES;
+    memcpy(p, kp->pk, PT_KEY_PUBLIC_BYTES);
+    p += PT_KEY_PUBLIC_BYTES;
+    *p++ = 0xc4;
+    *p++ = PT_KEY_SIG_BYTES;
+    memcpy(p, sig, PT_KEY_SIG_BYTES);
+    *out = buf;
+    return 0;
+}
+
 /* ---- Packing ------------------------------------------------------------------------------ */
 
 typedef struct entry {
@@ -1832,9 +2081,10 @@ fail:
     return rc;
 }
 
-/* The files, then the marker, all synced. */
+/* The files, the verified signer (when there is one), then the marker, all synced. */
 static int
-write_tree(const char *dir, const pt_bundle_t *b, const char *hash, char *err, size_t cap)
+write_tree(const char *dir, const pt_bundle_t *b, const char *hash, const uint8_t *signer,
+           char *err, size_t cap)
 {
     char line[PT_BUNDLE_HASH_HEX + 1];
     char eb[128];
@@ -1843,6 +2093,14 @@ write_tree(const char *dir, const pt_bundle_t *b, const char *hash, char *err, s
     for (size_t i = 0; i < b->nfiles; i++) {
         const pt_bundle_file_t *f = &b->files[i];
         if ((rc = write_file(dir, f->path, f->mode, f->data, f->size, err, cap)) != 0) {
+            return rc;
+        }
+    }
+    if (signer != NULL) {
+        pt_key_to_hex(signer, line);
+        line[PT_KEY_HEX_SIZE - 1] = '\n';
+        if ((rc = write_file(dir, PT_BUNDLE_SIGNER_FILE, 0644, (const uint8_t *)line,
+                             PT_KEY_HEX_SIZE, err, cap)) != 0) {
             return rc;
         }
     }
@@ -1945,7 +2203,8 @@ make_temp(const char *parent, const char *base, const char *kind)
  * is moved aside and removed; without, an existing non-empty dest is PETAL_EEXIST.
  */
 static int
-install(const pt_bundle_t *b, const char *hash, const char *dest, int cache, char *err, size_t cap)
+install(const pt_bundle_t *b, const char *hash, const uint8_t *signer, const char *dest, int cache,
+        char *err, size_t cap)
 {
     char eb[128];
     char *parent = NULL;
@@ -1969,7 +2228,7 @@ install(const pt_bundle_t *b, const char *hash, const char *dest, int cache, cha
         msgf(err, cap, "unpack: cannot chmod %s: %s", tmp, errstr(-rc, eb, sizeof(eb)));
         goto fail;
     }
-    if ((rc = write_tree(tmp, b, hash, err, cap)) != 0) {
+    if ((rc = write_tree(tmp, b, hash, signer, err, cap)) != 0) {
         goto fail;
     }
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -2042,7 +2301,7 @@ pt_bundle_unpack(const void *data, size_t len, const char *dest_dir, char *err, 
         return rc;
     }
     sha256_hex(data, len, hash);
-    rc = install(b, hash, dest_dir, 0, err, cap);
+    rc = install(b, hash, NULL, dest_dir, 0, err, cap);
     pt_bundle_free(b);
     return rc;
 }
@@ -2146,10 +2405,112 @@ pt_bundle_cache_get(const char *cache_root, const char *hash_hex, const void *da
     if ((rc = pt_bundle_parse(data, len, &b, err, errcap)) != 0) {
         return rc;
     }
-    rc = install(b, hash_hex, path, 1, err, errcap);
+    rc = install(b, hash_hex, NULL, path, 1, err, errcap);
     pt_bundle_free(b);
     if (rc == 0) {
         memcpy(app_dir_out, path, strlen(path) + 1);
     }
+    return rc;
+}
+
+/* The signer recorded in a complete cache directory: 1 and pk, 0 when none is recorded. */
+static int
+cached_signer(const char *dir, uint8_t pk[PT_KEY_PUBLIC_BYTES])
+{
+    char *path = join(dir, PT_BUNDLE_SIGNER_FILE);
+    char buf[PT_KEY_HEX_SIZE + 1];
+    ssize_t n = -1;
+    int fd;
+
+    if (path == NULL) {
+        return 0;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd < 0) {
+        return 0;
+    }
+    do {
+        n = read(fd, buf, sizeof(buf));
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n != PT_KEY_HEX_SIZE || buf[PT_KEY_HEX_SIZE - 1] != '\n' ||
+        !is_hex_n(buf, PT_KEY_HEX_SIZE - 1)) {
+        return 0;
+    }
+    buf[PT_KEY_HEX_SIZE - 1] = '\0';
+    return pt_key_parse(buf, pk) == 0;
+}
+
+int
+pt_bundle_cache_get_trusted(const char *cache_root, const char *hash_hex, const void *data,
+                            size_t len, const pt_keylist_t *trusted, char *app_dir_out, size_t cap,
+                            char *err, size_t errcap)
+{
+    uint8_t signer[PT_KEY_PUBLIC_BYTES];
+    char path[4096];
+    char hex[PT_BUNDLE_HASH_HEX];
+    char fpr[PT_KEY_FPR_SIZE];
+    char eb[128];
+    pt_bundle_t *b = NULL;
+    int rc;
+
+    msgf(err, errcap, "%s", "");
+    if (cache_path(cache_root, hash_hex, path, sizeof(path)) != 0 || app_dir_out == NULL ||
+        strlen(path) >= cap || (data == NULL && len > 0)) {
+        msgf(err, errcap,
+             "bundle cache: invalid argument (a bundle hash is 64 lowercase hex "
+             "digits)");
+        return PETAL_EINVAL;
+    }
+    if (data == NULL) {
+        if (!is_complete(path, hash_hex)) {
+            msgf(err, errcap, "bundle cache: %.16s... is not in %s", hash_hex, cache_root);
+            return PETAL_ENOENT;
+        }
+        if (trusted != NULL) {
+            if (!cached_signer(path, signer)) {
+                msgf(err, errcap, "bundle is not signed (no signer recorded in %s)", path);
+                return PETAL_E_INVALID_BUNDLE;
+            }
+            if (!pt_keylist_contains(trusted, signer)) {
+                pt_key_fingerprint(signer, fpr);
+                msgf(err, errcap, "bundle signed by %s, which is not a trusted publisher", fpr);
+                return PETAL_E_INVALID_BUNDLE;
+            }
+        }
+        memcpy(app_dir_out, path, strlen(path) + 1);
+        return 0;
+    }
+    /* Everything is checked before anything is written. */
+    sha256_hex(data, len, hex);
+    if (strcmp(hex, hash_hex) != 0) {
+        msgf(err, errcap,
+             "bundle: the %zu bytes hash to %.16s..., expected %.16s... (corrupted in transit "
+             "or a different bundle)",
+             len, hex, hash_hex);
+        return PETAL_E_INVALID_BUNDLE;
+    }
+    if ((rc = pt_bundle_parse(data, len, &b, err, errcap)) != 0) {
+        return rc;
+    }
+    rc = check_signature(b, trusted, signer, err, errcap);
+    if (rc < 0) {
+        goto done;
+    }
+    const uint8_t *recorded = rc == 1 ? signer : NULL;
+    if (is_complete(path, hash_hex)) {
+        rc = 0;
+    } else if ((rc = make_dirs(cache_root)) != 0) {
+        msgf(err, errcap, "bundle cache: cannot create %s: %s", cache_root,
+             rc == PETAL_ENOMEM ? "out of memory" : errstr(-rc, eb, sizeof(eb)));
+    } else {
+        rc = install(b, hash_hex, recorded, path, 1, err, errcap);
+    }
+    if (rc == 0) {
+        memcpy(app_dir_out, path, strlen(path) + 1);
+    }
+done:
+    pt_bundle_free(b);
     return rc;
 }

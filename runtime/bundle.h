@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "runtime/buf.h"
+#include "runtime/keys.h"
 
 /*
  * Format, version 1 (docs/deployment.md, "App bundles"):
@@ -13,7 +14,8 @@
  *   manifest  = { "name": str, "version": str, "client": path, "server": path | nil,
  *                 "files": [ [ path, mode, size, sha256 ], ... ] }
  *   contents  = [ bin, ... ]          one per manifest file, in the same order
- *   signature = nil | [ scheme, ... ] reserved for publisher signatures; the packer writes nil
+ *   signature = nil | [ "ed25519", public_key (bin 32), signature (bin 64) ]
+ *               the packer writes nil; pt_bundle_sign() the publisher's signature
  * Files are sorted by path (bytewise, strictly increasing); a path is relative, '/'-separated,
  * has no empty, "." or ".." component and no component starting with '.' (no hidden files), no
  * control characters; mode is 0644 or 0755; sha256 is 64 lowercase hex digits of the content.
@@ -45,6 +47,12 @@
 #define PT_BUNDLE_MARKER ".petal-bundle"
 /* Optional file in an app directory: glob patterns of files the packer leaves out. */
 #define PT_BUNDLE_IGNORE_FILE ".petalignore"
+/* Written into an unpacked directory (before the marker) when the bundle carried a valid
+ * signature: the signer's public key, "<64 hex>\n". */
+#define PT_BUNDLE_SIGNER_FILE ".petal-signer"
+/* The signature scheme and what is signed: this prefix, then the 32-byte manifest digest. */
+#define PT_BUNDLE_SIG_SCHEME "ed25519"
+#define PT_BUNDLE_SIG_CONTEXT "petal-bundle-manifest-v1"
 
 typedef struct pt_bundle_file {
     char *path;    /* validated relative path, NUL-terminated */
@@ -131,5 +139,51 @@ int pt_bundle_cache_get(const char *cache_root, const char *hash_hex, const void
  * is not, PETAL_EINVAL for a malformed hash or an app_dir_out too small. */
 int pt_bundle_cache_has(const char *cache_root, const char *hash_hex, char *app_dir_out,
                         size_t cap);
+
+/* ---- Publisher signatures ---------------------------------------------------------------- */
+
+/*
+ * Signs a bundle: parses `data` (as pt_bundle_parse) and returns in *out a new buffer with the
+ * same tag, manifest and contents and the signature element
+ * ["ed25519", kp's public key, Ed25519 signature of PT_BUNDLE_SIG_CONTEXT || manifest digest].
+ * A signature already present is replaced. 0, PETAL_E_INVALID_BUNDLE (bad input bundle, err
+ * says why), PETAL_EINVAL, PETAL_ENOMEM.
+ */
+int pt_bundle_sign(const void *data, size_t len, const pt_keypair_t *kp, pt_buf_t **out, char *err,
+                   size_t cap);
+
+/*
+ * The public key a parsed bundle claims to be signed by (not verified: see below). 1 and pk
+ * when it carries an ed25519 signature element, 0 when it is unsigned, PETAL_E_INVALID_BUNDLE
+ * when the element is not ["ed25519", 32 bytes, 64 bytes] (an unknown scheme included).
+ */
+int pt_bundle_signer(const pt_bundle_t *b, uint8_t pk[PT_KEY_PUBLIC_BYTES], char *err, size_t cap);
+
+/*
+ * Checks a parsed bundle's signature. A present signature must be well formed and verify
+ * against the manifest digest; with `trusted` (a publisher list, possibly empty) the bundle
+ * must also be signed, by a key in the list. `trusted` NULL: unsigned bundles are fine.
+ * 1 (signed and valid; signer_pk, which may be NULL, receives the key), 0 (unsigned and
+ * `trusted` is NULL), or PETAL_E_INVALID_BUNDLE with one of these in err:
+ *   "bundle is not signed ..."
+ *   "bundle signed by ed25519:3f9a1c0e7b2d4a68, which is not a trusted publisher ..."
+ *   "bundle: signature does not match the manifest (the bundle was changed after signing)"
+ *   "bundle: the signature block is malformed: ..." / "bundle: unknown signature scheme ..."
+ */
+int pt_bundle_verify_signature(const pt_bundle_t *b, const pt_keylist_t *trusted,
+                               uint8_t signer_pk[PT_KEY_PUBLIC_BYTES], char *err, size_t cap);
+
+/*
+ * pt_bundle_cache_get for nodes that check publishers. With bytes: they must hash to hash_hex
+ * and parse, and pt_bundle_verify_signature(trusted) must accept them, all before anything is
+ * written; then the cached directory is reused when complete, else the bundle is unpacked
+ * there, recording a valid signer in PT_BUNDLE_SIGNER_FILE. Without bytes (data NULL): a
+ * complete cached directory is used when `trusted` is NULL or its recorded signer is in the
+ * list; else PETAL_E_INVALID_BUNDLE (an untrusted or no recorded signer: fetch the bytes and
+ * call again for the definitive answer) or PETAL_ENOENT (not cached).
+ */
+int pt_bundle_cache_get_trusted(const char *cache_root, const char *hash_hex, const void *data,
+                                size_t len, const pt_keylist_t *trusted, char *app_dir_out,
+                                size_t cap, char *err, size_t errcap);
 
 #endif

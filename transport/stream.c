@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../runtime/log.h"
+#include "secure.h"
 #include "stream.h"
 
 /*
@@ -92,6 +93,57 @@ pt_stream_get_opts(pt_stream_opts_t *o)
     pthread_mutex_unlock(&opts_mu);
 }
 
+static pt_codec_limits_t codec_now; /* 0 fields: the codec's defaults (under opts_mu) */
+
+int
+pt_stream_set_codec_limits(const pt_codec_limits_t *l)
+{
+    pt_codec_limits_t n;
+
+    memset(&n, 0, sizeof(n));
+    if (l != NULL) {
+        if (l->max_ndim > PETAL_MAX_NDIM) {
+            return PETAL_EINVAL;
+        }
+        n = *l;
+        n.max_frame_bytes = 0;
+    }
+    pthread_mutex_lock(&opts_mu);
+    codec_now = n;
+    pthread_mutex_unlock(&opts_mu);
+    return 0;
+}
+
+/* The decoding limits of a new connection whose messages may be max_message bytes. */
+static void
+conn_codec_limits(pt_codec_limits_t *l, uint64_t max_message)
+{
+    pt_codec_limits_t set;
+
+    pthread_mutex_lock(&opts_mu);
+    set = codec_now;
+    pthread_mutex_unlock(&opts_mu);
+    pt_codec_limits_default(l);
+    l->max_frame_bytes = max_message;
+    if (set.max_records != 0) {
+        l->max_records = set.max_records;
+    }
+    if (set.max_ndim != 0) {
+        l->max_ndim = set.max_ndim;
+    }
+    if (set.max_string_bytes != 0) {
+        l->max_string_bytes = set.max_string_bytes;
+    }
+    if (set.max_list_elements != 0) {
+        l->max_list_elements = set.max_list_elements;
+    }
+    if (set.max_array_elements != 0) {
+        l->max_array_elements = set.max_array_elements;
+    } else if (l->max_array_elements < max_message) {
+        l->max_array_elements = max_message;
+    }
+}
+
 static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -152,6 +204,9 @@ maybe_free(pt_stream_conn_t *c)
         return;
     }
     pt_actor_unwatch(&c->drain_watch);
+    if (c->sec != NULL) {
+        pt_secure_stream_free(c);
+    }
     free(c->stage);
     free(c);
 }
@@ -192,6 +247,9 @@ release_read_buffers(pt_stream_conn_t *c)
     if (c->asm_buf != NULL) {
         pt_buf_release(c->asm_buf);
         c->asm_buf = NULL;
+    }
+    if (c->sec != NULL) {
+        pt_secure_stream_release(c);
     }
 }
 
@@ -351,11 +409,7 @@ pt_stream_conn_new(pt_runtime_t *rt, const pt_tran_ops_t *ops, pt_actor_t *owner
     } else {
         pt_stream_get_opts(&c->opts);
     }
-    pt_codec_limits_default(&c->limits);
-    c->limits.max_frame_bytes = c->opts.max_message;
-    if (c->limits.max_array_elements < c->opts.max_message) {
-        c->limits.max_array_elements = c->opts.max_message;
-    }
+    conn_codec_limits(&c->limits, c->opts.max_message);
     r = is_pipe ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
     if (r != 0) {
         free(c);
@@ -415,7 +469,8 @@ static int
 mid_frame(const pt_stream_conn_t *c)
 {
     return c->in_payload || c->asm_buf != NULL ||
-           (c->stage != NULL && c->stage_end > c->stage_start);
+           (c->stage != NULL && c->stage_end > c->stage_start) ||
+           (c->sec != NULL && pt_secure_stream_mid_record(c));
 }
 
 static void
@@ -494,7 +549,8 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static int
 start_reading(pt_stream_conn_t *c)
 {
-    int r = uv_read_start(&c->h.stream, on_alloc, on_read);
+    int r = c->sec != NULL ? uv_read_start(&c->h.stream, pt_secure_on_alloc, pt_secure_on_read)
+                           : uv_read_start(&c->h.stream, on_alloc, on_read);
 
     if (r != 0 && r != UV_EALREADY) {
         pt_stream_conn_fail(c, r, "%s: cannot read: %s", c->base.peer, uv_strerror(r));
@@ -514,6 +570,9 @@ on_owner_drained(pt_actor_watch_t *w, int stopped)
     c->paused = 0;
     c->last_rx = uv_now(c->h.handle.loop);
     process(c);
+    if (c->sec != NULL && !c->closed && !c->paused) {
+        pt_secure_stream_resume(c); /* records read before the pause */
+    }
     if (!c->closed && !c->paused) {
         start_reading(c);
     }
@@ -840,6 +899,18 @@ parse_head(pt_stream_conn_t *c)
     if (avail < 4) {
         return 0;
     }
+    if (!c->first_done && c->sec == NULL && memcmp(p, PT_SECURE_MAGIC, 4) == 0) {
+        if (avail < PT_SECURE_MAGIC_LEN) {
+            return 0;
+        }
+        if (memcmp(p, PT_SECURE_MAGIC, PT_SECURE_MAGIC_LEN) == 0) {
+            pt_stream_conn_fail(c, PETAL_EPROTO,
+                                "%s: the peer uses the secure channel but this side is plain "
+                                "(--insecure): both sides must use the same mode",
+                                c->base.peer);
+            return -1;
+        }
+    }
     L = be_read(p, 4);
     if (L > c->opts.max_frame) {
         if (!c->first_done && printable(p, 4)) {
@@ -1075,6 +1146,61 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     process(c);
 }
 
+/* ---- Plaintext from a record layer (secure.c) ------------------------------------------------ */
+
+uint8_t *
+pt_stream_rx_reserve(pt_stream_conn_t *c, size_t n)
+{
+    size_t live, need;
+    uint8_t *p;
+
+    if (c->in_payload && (c->stage == NULL || c->stage_end == c->stage_start) &&
+        n <= c->dst_end - c->dst_pos) {
+        return (uint8_t *)pt_buf_data(c->dst) + c->dst_pos;
+    }
+    if (c->stage == NULL) {
+        c->stage_start = 0;
+        c->stage_end = 0;
+        c->stage_cap = 0;
+    } else if (c->stage_start > 0) {
+        memmove(c->stage, c->stage + c->stage_start, c->stage_end - c->stage_start);
+        c->stage_end -= c->stage_start;
+        c->stage_start = 0;
+    }
+    live = c->stage_end;
+    need = live + n;
+    if (c->stage == NULL || need > c->stage_cap) {
+        size_t cap = need > STAGE_CAP ? need : STAGE_CAP;
+
+        p = realloc(c->stage, cap);
+        if (p == NULL) {
+            return NULL;
+        }
+        c->stage = p;
+        c->stage_cap = cap;
+    }
+    return c->stage + c->stage_end;
+}
+
+void
+pt_stream_rx_commit(pt_stream_conn_t *c, const uint8_t *p, size_t n)
+{
+    if (c->closed) {
+        return;
+    }
+    if (n > 0) {
+        if (c->stage != NULL && p == c->stage + c->stage_end) {
+            c->stage_end += n;
+        } else {
+            c->dst_pos += n;
+            if (c->dst_pos == c->dst_end) {
+                payload_done(c);
+            }
+        }
+    }
+    process(c);
+}
+
 /* ---- Established -------------------------------------------------------------------------- */
 
 void
@@ -1085,6 +1211,19 @@ pt_stream_conn_established(pt_stream_conn_t *c, pt_stream_listener_t *l)
     }
     if (!c->is_pipe) {
         uv_tcp_nodelay(&c->h.tcp, 1);
+    }
+    if (c->sec != NULL || (l != NULL && l->sec != NULL)) {
+        pt_secure_stream_start(c, l); /* UP once the handshake is done */
+        return;
+    }
+    pt_stream_conn_up(c, l);
+}
+
+void
+pt_stream_conn_up(pt_stream_conn_t *c, pt_stream_listener_t *l)
+{
+    if (c->closed) {
+        return;
     }
     memset(&c->ev_up, 0, sizeof(c->ev_up));
     c->ev_up.hdr.type = PT_MSG_CONN_UP;
@@ -1121,21 +1260,37 @@ typedef struct wreq {
 } wreq_t;
 
 static void
-on_write(uv_write_t *req, int status)
+wreq_free(void *p)
 {
-    wreq_t *w = (wreq_t *)req;
-    pt_stream_conn_t *c = w->c;
+    wreq_t *w = p;
 
-    c->queued -= w->bytes;
-    if (status == 0) {
-        c->stats.frames_out += w->frames;
-        c->stats.chunks_out += w->chunks;
-        c->stats.bytes_out += w->bytes;
-    }
     if (w->has_enc) {
         pt_encoded_fini(&w->enc);
     }
     free(w);
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    pt_stream_conn_t *c = w->c;
+    uint64_t bytes = w->bytes, frames = w->frames, chunks = w->chunks;
+
+    wreq_free(w);
+    pt_stream_write_done(c, status, bytes, bytes, frames, chunks);
+}
+
+void
+pt_stream_write_done(pt_stream_conn_t *c, int status, uint64_t queued, uint64_t wire,
+                     uint64_t frames, uint64_t chunks)
+{
+    c->queued -= queued;
+    if (status == 0) {
+        c->stats.frames_out += frames;
+        c->stats.chunks_out += chunks;
+        c->stats.bytes_out += wire;
+    }
     if (c->closed) {
         return;
     }
@@ -1170,6 +1325,42 @@ add_span(const pt_encoded_t *e, size_t *iv, size_t *ioff, uint64_t len, uv_buf_t
         }
     }
     return nb;
+}
+
+/* The secure channel seals the frames' bytes (secure.c) instead of writing them. */
+static int
+send_secure(pt_stream_conn_t *c, pt_frame_t *f, wreq_t *w, uv_buf_t *bufs, size_t nbufs,
+            uint64_t nframes, uint64_t cp, uint64_t total)
+{
+    pt_stream_wframe_t *fr = malloc((size_t)nframes * sizeof(*fr));
+    uint64_t bytes = w->bytes;
+    int r;
+
+    if (fr == NULL) {
+        free(bufs);
+        wreq_free(w);
+        return PETAL_ENOMEM;
+    }
+    if (f->msg == NULL) {
+        fr[0].head = bufs[0].len;
+        fr[0].payload = 0;
+    } else if (nframes == 1) {
+        fr[0].head = HEAD_ROOM;
+        fr[0].payload = total;
+    } else {
+        for (uint64_t k = 0; k < nframes; k++) {
+            fr[k].head = HEAD_ROOM;
+            fr[k].payload = total - k * cp < cp ? total - k * cp : cp;
+        }
+    }
+    c->queued += bytes;
+    r = pt_secure_stream_send(c, bufs, nbufs, fr, (size_t)nframes, w->chunks, w, wreq_free);
+    if (r != 0) {
+        c->queued -= bytes;
+        return r;
+    }
+    pt_msg_free(&f->hdr);
+    return 0;
 }
 
 int
@@ -1247,6 +1438,13 @@ pt_stream_send(pt_conn_t *pc, pt_frame_t *f)
         w->chunks = nframes;
     }
     w->frames = 1;
+    if (c->sec != NULL) {
+        if (f->msg != NULL) {
+            w->enc = enc;
+            w->has_enc = 1;
+        }
+        return send_secure(c, f, w, bufs, nbufs, nframes, cp, total);
+    }
     r = uv_write(&w->req, &c->h.stream, bufs, (unsigned int)nbufs, on_write);
     free(bufs); /* libuv keeps its own copy of the uv_buf_t array */
     if (r != 0) {
@@ -1281,7 +1479,12 @@ pt_stream_close(pt_conn_t *pc)
 static void
 on_listener_closed(uv_handle_t *h)
 {
-    free(h->data);
+    pt_stream_listener_t *l = h->data;
+
+    if (l->sec != NULL) {
+        pt_secure_listener_free(l);
+    }
+    free(l);
 }
 
 void

@@ -73,6 +73,13 @@ void pt_stream_opts_default(pt_stream_opts_t *o);
  */
 int pt_stream_set_opts(const pt_stream_opts_t *o);
 void pt_stream_get_opts(pt_stream_opts_t *o);
+/*
+ * Process-wide decoding limits (codec.h) of the tcp and ipc connections created from now on. 0
+ * fields take the codec's defaults; max_frame_bytes is ignored (max_message rules), and
+ * max_array_elements 0 means as many as max_message allows. NULL restores the defaults. Any
+ * thread. 0, or PETAL_EINVAL for a max_ndim above PETAL_MAX_NDIM (nothing changed).
+ */
+int pt_stream_set_codec_limits(const pt_codec_limits_t *l);
 
 /* Counters of one tcp or ipc connection (for tests, benchmarks and logs). */
 typedef struct pt_stream_stats {
@@ -144,6 +151,8 @@ struct pt_stream_conn {
     uint64_t asm_total, asm_next, asm_kind, asm_seq;
     pt_stream_stats_t stats;
     pt_conn_event_t ev_up, ev_writable, ev_down;
+    size_t stage_cap;           /* the stage's size when the secure layer allocated it */
+    struct pt_secure_conn *sec; /* the secure channel under the framing (secure.c); NULL: plain */
 };
 
 struct pt_stream_listener {
@@ -158,6 +167,7 @@ struct pt_stream_listener {
     /* Called once when the listener closes, before its handle is closed (ipc: unlink). */
     void (*on_close)(pt_stream_listener_t *l);
     char path[128]; /* ipc: the socket file */
+    struct pt_secure_listener *sec; /* accepted connections get the secure channel (secure.c) */
 };
 
 /*
@@ -198,5 +208,48 @@ void pt_stream_ignore_sigpipe(void);
 
 /* Formats a socket address as "1.2.3.4:5" or "[::1]:5"; "?" when unknown. */
 void pt_stream_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
+
+/* ---- A record layer under the framing: the secure channel (secure.h, secure.c) ------------- */
+
+/*
+ * A connection with `sec` set reads and writes through secure.c: stream.c hands it each frame's
+ * bytes to seal (pt_secure_stream_send) and takes the opened plaintext back through
+ * pt_stream_rx_reserve / pt_stream_rx_commit, where it goes through the same parsing, limits
+ * and delivery as the bytes of a plain connection. UP waits for the handshake.
+ */
+
+/* Room for the next n plaintext bytes: straight in the current message's buffer when they all
+ * belong to it, else at the end of the stage (grown as needed). NULL when out of memory. */
+uint8_t *pt_stream_rx_reserve(pt_stream_conn_t *c, size_t n);
+/* n bytes were written at p (from pt_stream_rx_reserve; n may be 0): parse and deliver. */
+void pt_stream_rx_commit(pt_stream_conn_t *c, const uint8_t *p, size_t n);
+/* The handshake is done: UP to the owner (with `l` as its listener), reading starts. */
+void pt_stream_conn_up(pt_stream_conn_t *c, pt_stream_listener_t *l);
+/* Writes completed: `queued` bytes leave c->queued, `wire` bytes were written; stats, errors and
+ * PT_MSG_CONN_WRITABLE as for a plain write. */
+void pt_stream_write_done(pt_stream_conn_t *c, int status, uint64_t queued, uint64_t wire,
+                          uint64_t frames, uint64_t chunks);
+
+/* One stream frame of a send: its head's length and its message bytes (the head is one buffer
+ * of the send's list, the message bytes follow it). */
+typedef struct pt_stream_wframe {
+    uint64_t head;
+    uint64_t payload;
+} pt_stream_wframe_t;
+
+/* secure.c: */
+void pt_secure_stream_start(pt_stream_conn_t *c, pt_stream_listener_t *l);
+void pt_secure_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void pt_secure_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void pt_secure_stream_resume(pt_stream_conn_t *c);
+int pt_secure_stream_mid_record(const pt_stream_conn_t *c);
+/* Takes bufs, frames and blob (freed with blob_free once sealed, or when the connection goes),
+ * also on error: 0, PETAL_ENOMEM or PETAL_ECLOSED (the connection failed). */
+int pt_secure_stream_send(pt_stream_conn_t *c, uv_buf_t *bufs, size_t nbufs,
+                          pt_stream_wframe_t *frames, size_t nframes, uint64_t nchunks,
+                          void *blob, void (*blob_free)(void *blob));
+void pt_secure_stream_release(pt_stream_conn_t *c);
+void pt_secure_stream_free(pt_stream_conn_t *c);
+void pt_secure_listener_free(pt_stream_listener_t *l);
 
 #endif

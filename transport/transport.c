@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secure.h"
 #include "transport.h"
 
 /* Every transport, one line each. pt_tran_find matches "<scheme>://" at the address start. */
@@ -9,6 +10,7 @@ static const pt_tran_ops_t *const transports[] = {
     &pt_inproc_ops,
     &pt_tcp_ops,
     &pt_ipc_ops,
+    &pt_tcp_secure_ops, /* secure.c: "tcp+secure://", with pt_secure_set_default_opts() */
 };
 
 const pt_tran_ops_t *

@@ -46,7 +46,7 @@ typedef struct pt_conn_event {
     pt_msg_t hdr;
     pt_conn_t *conn;
     int status;              /* 0, or why it went down / why the dial failed */
-    char reason[128];        /* human-readable detail for logs */
+    char reason[512];        /* human-readable detail for logs */
     pt_listener_t *listener; /* CONN_UP of an accepted connection: its listener; else NULL */
 } pt_conn_event_t;
 

@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,8 +173,8 @@ pt_layout_alloc(const petal_arrayrecord_t *model, const char *who, char *why, si
         d->dtype = petal_array_dtype(a);
         if (d->dtype != PETAL_DTYPE_FLOAT32 && d->dtype != PETAL_DTYPE_FLOAT64) {
             snprintf(why, why_len,
-                     "array '%s' has dtype %s; %s aggregates float32 and float64 arrays only",
-                     name, petal_dtype_name(d->dtype), who != NULL ? who : "the strategy");
+                     "array '%s' has dtype %s; %s aggregates float32 and float64 arrays only", name,
+                     petal_dtype_name(d->dtype), who != NULL ? who : "the strategy");
             rc = PETAL_ETYPE;
             goto fail;
         }
@@ -283,8 +284,7 @@ layout_find(const pt_layout_t *l, uint64_t lo)
 }
 
 void
-pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint64_t hi,
-               double *out)
+pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint64_t hi, double *out)
 {
     for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
         const pt_layout_array_t *arr = &l->arrays[j];
@@ -314,8 +314,7 @@ pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint6
 }
 
 void
-pt_layout_store(const pt_layout_t *l, void *const *data, uint64_t lo, uint64_t hi,
-                const double *in)
+pt_layout_store(const pt_layout_t *l, void *const *data, uint64_t lo, uint64_t hi, const double *in)
 {
     for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
         const pt_layout_array_t *arr = &l->arrays[j];
@@ -739,20 +738,6 @@ pt_fedavg_acc_numel(const pt_fedavg_acc_t *acc)
 
 /* ---- Held replies --------------------------------------------------------------------------- */
 
-uint64_t
-pt_replies_chunk(uint64_t n)
-{
-    uint64_t c = ((uint64_t)1 << 18) / (n > 0 ? n : 1);
-
-    if (c < 256) {
-        c = 256;
-    }
-    if (c > CHUNK_ELEMS) {
-        c = CHUNK_ELEMS;
-    }
-    return c;
-}
-
 void
 pt_replies_free(pt_replies_t *r)
 {
@@ -934,6 +919,188 @@ pt_replies_metrics(const pt_replies_t *r, const petal_strategy_t *s, const uint6
     }
     aggr->free(st);
     return rc;
+}
+
+/* ---- Element-wise order statistics ------------------------------------------------------ */
+
+/* Elements per range of pt_columns(): the work per element is O(replies). */
+#define COLUMN_ELEMS ((uint64_t)1 << 12)
+#define COLUMN_STACK 64
+
+typedef struct columns_job {
+    const pt_layout_t *l;
+    const pt_held_t *const *rows;
+    uint64_t n;
+    void *const *dst;
+    pt_column_fn fn;
+    void *arg;
+    atomic_int failed;
+} columns_job_t;
+
+static void
+columns_range(uint64_t lo, uint64_t hi, void *arg)
+{
+    columns_job_t *c = arg;
+    const pt_layout_t *l = c->l;
+    const uint64_t n = c->n;
+    double col_stack[COLUMN_STACK];
+    const void *src_stack[COLUMN_STACK];
+    double *col = col_stack;
+    const void **src = src_stack;
+
+    if (n > COLUMN_STACK) {
+        col = malloc(n * sizeof(*col));
+        src = malloc(n * sizeof(*src));
+        if (col == NULL || src == NULL) {
+            free(col);
+            free(src);
+            atomic_store(&c->failed, 1);
+            return;
+        }
+    }
+    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
+        const pt_layout_array_t *arr = &l->arrays[j];
+        uint64_t end = arr->start + arr->numel;
+        uint64_t off;
+        uint64_t cnt;
+
+        if (end <= lo) {
+            continue;
+        }
+        if (end > hi) {
+            end = hi;
+        }
+        off = lo - arr->start;
+        cnt = end - lo;
+        if (arr->dtype == PETAL_DTYPE_FLOAT32) {
+            float *y = (float *)c->dst[j] + off;
+            for (uint64_t r = 0; r < n; r++) {
+                src[r] = (const float *)c->rows[r]->data[j] + off;
+            }
+            for (uint64_t i = 0; i < cnt; i++) {
+                for (uint64_t r = 0; r < n; r++) {
+                    col[r] = (double)((const float *)src[r])[i];
+                }
+                y[i] = (float)c->fn(col, n, c->arg);
+            }
+        } else {
+            double *y = (double *)c->dst[j] + off;
+            for (uint64_t r = 0; r < n; r++) {
+                src[r] = (const double *)c->rows[r]->data[j] + off;
+            }
+            for (uint64_t i = 0; i < cnt; i++) {
+                for (uint64_t r = 0; r < n; r++) {
+                    col[r] = ((const double *)src[r])[i];
+                }
+                y[i] = c->fn(col, n, c->arg);
+            }
+        }
+        lo = end;
+    }
+    if (col != col_stack) {
+        free(col);
+        free(src);
+    }
+}
+
+int
+pt_columns(const pt_layout_t *l, const pt_held_t *const *rows, uint64_t n, void *const *dst,
+           struct pt_runtime *rt, uint64_t parallel_min, pt_column_fn fn, void *arg)
+{
+    columns_job_t job;
+
+    if (l == NULL || fn == NULL || n == 0 || rows == NULL || (l->narrays > 0 && dst == NULL)) {
+        return PETAL_EINVAL;
+    }
+    job.l = l;
+    job.rows = rows;
+    job.n = n;
+    job.dst = dst;
+    job.fn = fn;
+    job.arg = arg;
+    atomic_init(&job.failed, 0);
+    /* The work is n times FedAvg's per element: go parallel n times sooner. */
+    pt_parallel_ranges(rt, l->numel, COLUMN_ELEMS, parallel_min / n > 0 ? parallel_min / n : 1,
+                       columns_range, &job);
+    return atomic_load(&job.failed) ? PETAL_ENOMEM : 0;
+}
+
+static void
+insertion_sort(double *v, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo + 1; i <= hi; i++) {
+        double x = v[i];
+        int64_t j = i - 1;
+        while (j >= lo && v[j] > x) {
+            v[j + 1] = v[j];
+            j--;
+        }
+        v[j + 1] = x;
+    }
+}
+
+static void
+swap_d(double *v, int64_t a, int64_t b)
+{
+    double t = v[a];
+    v[a] = v[b];
+    v[b] = t;
+}
+
+double
+pt_select(double *v, uint64_t n, uint64_t k)
+{
+    int64_t lo = 0;
+    int64_t hi = (int64_t)n - 1;
+    int64_t kk = (int64_t)k;
+
+    while (hi > lo) {
+        int64_t mid;
+        int64_t i;
+        int64_t j;
+        double pivot;
+
+        if (hi - lo < 16) {
+            insertion_sort(v, lo, hi);
+            break;
+        }
+        /* Median of three as the pivot, which also bounds both scans below. */
+        mid = lo + (hi - lo) / 2;
+        if (v[mid] < v[lo]) {
+            swap_d(v, mid, lo);
+        }
+        if (v[hi] < v[lo]) {
+            swap_d(v, hi, lo);
+        }
+        if (v[hi] < v[mid]) {
+            swap_d(v, hi, mid);
+        }
+        pivot = v[mid];
+        i = lo;
+        j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) {
+                i++;
+            }
+            while (v[j] > pivot) {
+                j--;
+            }
+            if (i <= j) {
+                swap_d(v, i, j);
+                i++;
+                j--;
+            }
+        }
+        /* Now v[lo..j] <= pivot, v[i..hi] >= pivot, and v[j+1..i-1] == pivot. */
+        if (kk <= j) {
+            hi = j;
+        } else if (kk >= i) {
+            lo = i;
+        } else {
+            break;
+        }
+    }
+    return v[k];
 }
 
 /* ---- Weighted mean of metrics ------------------------------------------------------------- */

@@ -126,7 +126,8 @@ double pt_fedavg_acc_total_weight(const pt_fedavg_acc_t *acc);
 uint64_t pt_fedavg_acc_numel(const pt_fedavg_acc_t *acc);
 void pt_fedavg_acc_free(pt_fedavg_acc_t *acc);
 
-/* ---- FedAvg's train phase, for the strategies built on it (fedavg.c) -------------------------- */
+/* ---- FedAvg's train phase, for the strategies built on it (fedavg.c) --------------------------
+ */
 
 /*
  * The per-phase state of FedAvg's aggregate_train: running sums of the arrays (weighted by
@@ -145,9 +146,29 @@ typedef struct pt_fedavg_agg {
 int32_t pt_fedavg_agg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg);
 int32_t pt_fedavg_agg_fold(petal_strategy_t *s, void *agg, uint64_t index,
                            const petal_message_t *reply, char *why, size_t why_len);
+/* FedAvg's end: the mean into `arrays`, and the metrics. */
+int32_t pt_fedavg_agg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
+                          petal_metricrecord_t *metrics);
 /* Writes the metrics only (the strategy writes the arrays). */
 int32_t pt_fedavg_agg_end_metrics(pt_fedavg_agg_t *a, petal_metricrecord_t *metrics);
 void pt_fedavg_agg_free(petal_strategy_t *s, void *agg);
+
+/*
+ * For server-side optimizers (FedAvgM, FedAdam, ...) in their end(): the FedAvg mean in double
+ * (layout order), the data of this round's global arrays (x) and of new output arrays added to
+ * `arrays` (y), ready for an element-wise x, mean -> y over layout ranges. 0, or an error with
+ * a sentence in why. pt_server_step_fini() frees the pointer tables (not the arrays).
+ */
+typedef struct pt_server_step {
+    const pt_layout_t *layout;
+    const double *mean;
+    const void **x;
+    void **y;
+} pt_server_step_t;
+
+int32_t pt_server_step_init(pt_server_step_t *st, pt_fedavg_agg_t *a, petal_arrayrecord_t *arrays,
+                            char *why, size_t why_len);
+void pt_server_step_fini(pt_server_step_t *st);
 
 /* ---- Held replies, for the order-statistic strategies ------------------------------------------
  */
@@ -159,18 +180,18 @@ void pt_fedavg_agg_free(petal_strategy_t *s, void *agg);
  * so results do not depend on arrival order (with or without `deterministic`).
  */
 typedef struct pt_held {
-    uint64_t index;              /* send position */
-    double weight;               /* weighted_by_key */
-    petal_recorddict_t *holder;  /* "arrays": references; "metrics": a copy */
+    uint64_t index;             /* send position */
+    double weight;              /* weighted_by_key */
+    petal_recorddict_t *holder; /* "arrays": references; "metrics": a copy */
     const petal_arrayrecord_t *arrays;
-    const void **data;           /* layout->narrays data pointers */
+    const void **data; /* layout->narrays data pointers */
 } pt_held_t;
 
 typedef struct pt_replies {
     pt_layout_t *layout;
-    pt_held_t *slots;  /* one per send position; holder NULL when none */
+    pt_held_t *slots; /* one per send position; holder NULL when none */
     uint64_t nslots;
-    pt_held_t **held;  /* after seal: the held ones in send order */
+    pt_held_t **held; /* after seal: the held ones in send order */
     uint64_t count;
 } pt_replies_t;
 
@@ -189,8 +210,50 @@ int32_t pt_replies_metrics(const pt_replies_t *r, const petal_strategy_t *s, con
                            uint64_t n, petal_metricrecord_t *out);
 void pt_replies_free(pt_replies_t *r);
 
-/* The chunk length for element-wise work over n replies: about 2 MiB of doubles per chunk. */
-uint64_t pt_replies_chunk(uint64_t n);
+/* ---- Element-wise order statistics ------------------------------------------------------------
+ */
+
+/* One output element from its n values col[0..n), in send order (col is scratch: fn may
+ * reorder it). */
+typedef double (*pt_column_fn)(double *col, uint64_t n, void *arg);
+
+/*
+ * For every element of the model: gathers the element's value in rows[0..n) into a column,
+ * calls fn, and writes the result into dst (the output arrays' data, in the model's dtypes).
+ * Element ranges run on the worker pool as in pt_parallel_ranges(); each element is computed
+ * from its own column only, so the result does not depend on the thread count.
+ * 0 or PETAL_ENOMEM.
+ */
+int pt_columns(const pt_layout_t *l, const pt_held_t *const *rows, uint64_t n, void *const *dst,
+               struct pt_runtime *rt, uint64_t parallel_min, pt_column_fn fn, void *arg);
+
+/* The k-th smallest of v[0..n) (0-based, k < n): reorders v so that v[0..k) <= v[k] <=
+ * v[k+1..n). Deterministic; NaN-free input expected. */
+double pt_select(double *v, uint64_t n, uint64_t k);
+
+/* ---- The built-in strategies' constructors (strategy_*.c; parameters already checked) --------
+ */
+
+typedef int32_t (*pt_strategy_ctor)(const char *name, const petal_strategy_options_t *opts,
+                                    const petal_strategy_params_t *p, petal_strategy_t **out);
+
+int32_t pt_strategy_fedavg_ctor(const char *name, const petal_strategy_options_t *opts,
+                                const petal_strategy_params_t *p, petal_strategy_t **out);
+int32_t pt_strategy_fedprox_ctor(const char *name, const petal_strategy_options_t *opts,
+                                 const petal_strategy_params_t *p, petal_strategy_t **out);
+/* fedadam, fedyogi, fedadagrad (by name) */
+int32_t pt_strategy_fedopt_ctor(const char *name, const petal_strategy_options_t *opts,
+                                const petal_strategy_params_t *p, petal_strategy_t **out);
+int32_t pt_strategy_fedavgm_ctor(const char *name, const petal_strategy_options_t *opts,
+                                 const petal_strategy_params_t *p, petal_strategy_t **out);
+/* fedmedian, fedtrimmedavg */
+int32_t pt_strategy_robust_ctor(const char *name, const petal_strategy_options_t *opts,
+                                const petal_strategy_params_t *p, petal_strategy_t **out);
+/* krum, multikrum, bulyan */
+int32_t pt_strategy_krum_ctor(const char *name, const petal_strategy_options_t *opts,
+                              const petal_strategy_params_t *p, petal_strategy_t **out);
+int32_t pt_strategy_qfedavg_ctor(const char *name, const petal_strategy_options_t *opts,
+                                 const petal_strategy_params_t *p, petal_strategy_t **out);
 
 /* ---- Reply ordering ---------------------------------------------------------------------------
  */

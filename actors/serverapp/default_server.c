@@ -22,6 +22,7 @@ typedef struct server_config {
     char strategy[64];
     uint32_t num_rounds;
     petal_strategy_options_t opts;
+    petal_strategy_params_t params; /* the strategy's own keys (borrows from the run config) */
 } server_config_t;
 
 static int32_t fail(petal_context_t *ctx, int32_t rc, const char *fmt, ...)
@@ -163,7 +164,7 @@ read_config(const petal_configrecord_t *rc, server_config_t *c, char *why, size_
     c->num_rounds = 3;
 
     if (rc != NULL && petal_configrecord_get(rc, "strategy", &v) == 0) {
-        petal_strategy_t *probe = NULL;
+        petal_strategy_params_t probe;
         if (v.type != PETAL_VALUE_STRING) {
             snprintf(why, why_len,
                      "run config key \"strategy\" must be a string naming one of: %s; got %s",
@@ -171,13 +172,12 @@ read_config(const petal_configrecord_t *rc, server_config_t *c, char *why, size_
             return PETAL_ECONFIG;
         }
         if (v.len >= sizeof(c->strategy) ||
-            petal_strategy_alloc_by_name(v.as.str, NULL, &probe) == PETAL_ENOENT) {
+            petal_strategy_params_init(&probe, v.as.str) == PETAL_ENOENT) {
             snprintf(why, why_len,
                      "run config key \"strategy\": unknown strategy \"%s\"; supported: %s",
                      v.as.str, petal_strategy_names());
             return PETAL_ECONFIG;
         }
-        petal_strategy_free(probe);
         snprintf(c->strategy, sizeof(c->strategy), "%s", v.as.str);
     }
     if (r == 0) {
@@ -221,7 +221,13 @@ read_config(const petal_configrecord_t *rc, server_config_t *c, char *why, size_
     if (petal_strategy_options_check(o, why, why_len) != 0) {
         return PETAL_ECONFIG;
     }
-    return 0;
+    /* The strategy's own keys ("proximal-mu", "num-malicious-nodes", ...), then its checks,
+     * which see the common options too ("krum: num-malicious-nodes 2 needs at least ..."). */
+    r = petal_strategy_params_read(&c->params, c->strategy, rc, why, why_len);
+    if (r == 0) {
+        r = petal_strategy_check(c->strategy, o, &c->params, why, why_len);
+    }
+    return r != 0 ? PETAL_ECONFIG : 0;
 }
 
 static void
@@ -390,7 +396,7 @@ fetch_initial_arrays(petal_grid_t *grid, petal_context_t *ctx, const server_conf
         snprintf(q.reason, sizeof(q.reason), "no reply within %.0f s", c->opts.round_timeout);
     }
     if (q.code == PETAL_E_LOAD_CLIENT_APP_EXCEPTION || q.code == PETAL_E_NODE_UNAVAILABLE ||
-        q.code == PETAL_ETIMEDOUT) {
+        q.code == PETAL_E_INVALID_BUNDLE || q.code == PETAL_ETIMEDOUT) {
         petal_recorddict_free(q.holder);
         return fail(ctx, PETAL_E_SERVER_APP_RAISED_EXCEPTION,
                     "node %" PRIu64 " did not provide the initial arrays (asked with %s): %s",
@@ -431,10 +437,9 @@ pt_default_server_main(petal_grid_t *grid, petal_context_t *ctx)
             c.strategy, c.num_rounds, c.opts.fraction_train, c.opts.fraction_evaluate,
             c.opts.min_train_nodes, c.opts.min_evaluate_nodes, c.opts.min_available_nodes,
             c.opts.round_timeout, c.opts.seed);
-    rc = petal_strategy_alloc_by_name(c.strategy, &c.opts, &s);
+    rc = petal_strategy_alloc(c.strategy, &c.opts, &c.params, why, sizeof(why), &s);
     if (rc != 0) {
-        return fail(ctx, PETAL_ECONFIG, "run config key \"strategy\": cannot create \"%s\": %s",
-                    c.strategy, petal_strerror(rc));
+        return fail(ctx, rc == PETAL_ENOMEM ? rc : PETAL_ECONFIG, "%s", why);
     }
     rc = fetch_initial_arrays(grid, ctx, &c, &initial);
     if (rc != 0) {
@@ -455,4 +460,10 @@ pt_default_server_main(petal_grid_t *grid, petal_context_t *ctx)
     petal_strategy_free(s);
     petal_recorddict_free(initial);
     return rc;
+}
+
+int32_t
+petal_run_default_server(petal_grid_t *grid, petal_context_t *ctx)
+{
+    return pt_default_server_main(grid, ctx);
 }

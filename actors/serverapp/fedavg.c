@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "actors/serverapp/aggregate.h"
 #include "runtime/grid.h"
@@ -97,9 +98,9 @@ pt_fedavg_agg_end_metrics(pt_fedavg_agg_t *a, petal_metricrecord_t *metrics)
     return a->aggr->end(a->mstate, metrics);
 }
 
-static int32_t
-fedavg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
-           petal_metricrecord_t *metrics)
+int32_t
+pt_fedavg_agg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
+                  petal_metricrecord_t *metrics)
 {
     pt_fedavg_agg_t *a = agg;
     int32_t rc;
@@ -111,6 +112,51 @@ fedavg_end(petal_strategy_t *s, void *agg, petal_arrayrecord_t *arrays,
         return rc;
     }
     return pt_fedavg_agg_end_metrics(a, metrics);
+}
+
+int32_t
+pt_server_step_init(pt_server_step_t *st, pt_fedavg_agg_t *a, petal_arrayrecord_t *arrays,
+                    char *why, size_t why_len)
+{
+    uint64_t n;
+    int32_t rc;
+
+    memset(st, 0, sizeof(*st));
+    st->layout = pt_fedavg_acc_layout(a->acc);
+    n = st->layout->narrays;
+    st->x = calloc(n > 0 ? n : 1, sizeof(*st->x));
+    st->y = calloc(n > 0 ? n : 1, sizeof(*st->y));
+    if (st->x == NULL || st->y == NULL) {
+        pt_server_step_fini(st);
+        snprintf(why, why_len, "out of memory");
+        return PETAL_ENOMEM;
+    }
+    st->mean = pt_fedavg_acc_mean(a->acc, a->rt);
+    if (st->mean == NULL) {
+        pt_server_step_fini(st);
+        snprintf(why, why_len, "no reply was averaged");
+        return PETAL_ESTATE;
+    }
+    rc = pt_layout_check(st->layout, a->info->arrays, st->x, why, why_len);
+    if (rc == 0) {
+        rc = pt_layout_add_arrays(st->layout, arrays, st->y);
+        if (rc != 0) {
+            snprintf(why, why_len, "cannot add the new arrays: %s", petal_strerror(rc));
+        }
+    }
+    if (rc != 0) {
+        pt_server_step_fini(st);
+    }
+    return rc;
+}
+
+void
+pt_server_step_fini(pt_server_step_t *st)
+{
+    free(st->x);
+    free(st->y);
+    st->x = NULL;
+    st->y = NULL;
 }
 
 static void
@@ -126,7 +172,7 @@ static const petal_strategy_ops_t fedavg_ops = {
         {
             .begin = pt_fedavg_agg_begin,
             .fold = pt_fedavg_agg_fold,
-            .end = fedavg_end,
+            .end = pt_fedavg_agg_end,
             .free = pt_fedavg_agg_free,
         },
     .configure_evaluate = NULL,
@@ -155,4 +201,13 @@ petal_strategy_fedavg_alloc(const petal_strategy_options_t *opts, petal_strategy
     }
     *out = &f->base;
     return 0;
+}
+
+int32_t
+pt_strategy_fedavg_ctor(const char *name, const petal_strategy_options_t *opts,
+                        const petal_strategy_params_t *p, petal_strategy_t **out)
+{
+    (void)name;
+    (void)p;
+    return petal_strategy_fedavg_alloc(opts, out);
 }

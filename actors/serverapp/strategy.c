@@ -136,35 +136,8 @@ petal_strategy_error(const petal_strategy_t *s)
     return s != NULL ? s->error : "";
 }
 
-typedef int32_t (*alloc_fn)(const petal_strategy_options_t *opts, petal_strategy_t **out);
-
-static const struct {
-    const char *name;
-    alloc_fn alloc;
-} builtin[] = {
-    {"fedavg", petal_strategy_fedavg_alloc},
-};
-
-int32_t
-petal_strategy_alloc_by_name(const char *name, const petal_strategy_options_t *opts,
-                             petal_strategy_t **out)
-{
-    if (name == NULL || out == NULL) {
-        return PETAL_EINVAL;
-    }
-    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++) {
-        if (strcmp(builtin[i].name, name) == 0) {
-            return builtin[i].alloc(opts, out);
-        }
-    }
-    return PETAL_ENOENT;
-}
-
-const char *
-petal_strategy_names(void)
-{
-    return "fedavg";
-}
+/* petal_strategy_alloc(), _by_name() and _names() are in strategy_params.c with the rest of
+ * the library's registry. */
 
 /* ---- Helpers for strategies ----------------------------------------------------------------- */
 

@@ -9,10 +9,14 @@
 #include "actors/protocol.h"
 #include "runtime/log.h"
 #include "runtime/message.h"
+#include "transport/secure.h"
 
 #include "superlink_internal.h"
 
 #define MISSED_HEARTBEATS 3 /* a keyed node silent this many intervals is offline */
+/* LinkState key of a node on the secure channel: this prefix, then its 32-byte public key (a
+ * plain node's "node-key" is 64 hex digits, so the two never collide). */
+#define SECURE_KEY_PREFIX "ed25519:"
 
 static atomic_uint_fast64_t last_message_id;
 
@@ -96,6 +100,46 @@ grace_seconds(const pt_superlink_t *sl)
     return MISSED_HEARTBEATS * sl->opts.heartbeat_interval;
 }
 
+/* ---- Pending instructions ------------------------------------------------------------------ */
+
+static uint64_t
+pending_of_node(const pt_superlink_t *sl, uint64_t node_id)
+{
+    return node_id != 0 ? (uint64_t)(uintptr_t)pt_u64map_get(&sl->pending_per_node, node_id) : 0;
+}
+
+/* Records that message_id waits for a reply from ref->dst_node. */
+static int
+pending_put(pt_superlink_t *sl, uint64_t message_id, pending_ref_t *ref)
+{
+    uint64_t n = pending_of_node(sl, ref->dst_node);
+    int rc = pt_u64map_put(&sl->pending, message_id, ref);
+    if (rc == 0 && ref->dst_node != 0) {
+        rc = pt_u64map_put(&sl->pending_per_node, ref->dst_node, (void *)(uintptr_t)(n + 1));
+        if (rc != 0) {
+            pt_u64map_del(&sl->pending, message_id);
+        }
+    }
+    return rc;
+}
+
+/* Forgets message_id; its reference (or NULL when it was not pending) goes to the caller. */
+static pending_ref_t *
+pending_take(pt_superlink_t *sl, uint64_t message_id)
+{
+    pending_ref_t *ref = pt_u64map_del(&sl->pending, message_id);
+    if (ref != NULL && ref->dst_node != 0) {
+        uint64_t n = pending_of_node(sl, ref->dst_node);
+        if (n <= 1) {
+            pt_u64map_del(&sl->pending_per_node, ref->dst_node);
+        } else {
+            /* Replacing a present key does not allocate. */
+            pt_u64map_put(&sl->pending_per_node, ref->dst_node, (void *)(uintptr_t)(n - 1));
+        }
+    }
+    return ref;
+}
+
 /* ---- Replies --------------------------------------------------------------------------------- */
 
 /* Delivers an error reply for an instruction that cannot be answered by its node. */
@@ -111,7 +155,7 @@ deliver_error(pending_ref_t *ref, const petal_message_t *instr, int code, const 
 static void
 pending_drop(pt_superlink_t *sl, uint64_t message_id, int code, const char *reason)
 {
-    pending_ref_t *ref = pt_u64map_del(&sl->pending, message_id);
+    pending_ref_t *ref = pending_take(sl, message_id);
     petal_message_t *instr = sl->ls->ops->msg_take(sl->ls, message_id);
     if (ref != NULL && instr != NULL) {
         deliver_error(ref, instr, code, reason);
@@ -167,7 +211,7 @@ on_reply(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
         }
         return;
     }
-    pt_u64map_del(&sl->pending, to);
+    pending_take(sl, to);
     petal_message_t *instr = sl->ls->ops->msg_take(sl->ls, to);
     if (instr != NULL) {
         md->run_id = pt_message_md(instr)->run_id;
@@ -265,7 +309,22 @@ on_hello(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     double now = pt_now_seconds();
     uint64_t first;
     int rc;
-    if (pt_params_str(params, "node-key", &key) == 0) {
+    uint8_t pk[PT_KEY_PUBLIC_BYTES] = {0};
+    if (pt_conn_is_secure(lc->conn)) {
+        /* The authenticated public key is the node's identity; a "node-key" is ignored. */
+        uint8_t id[sizeof(SECURE_KEY_PREFIX) - 1 + PT_KEY_PUBLIC_BYTES];
+        int is_new = 0;
+        if (count != 1 || pt_conn_peer_key(lc->conn, pk) != 0) {
+            pt_sl_send_error(lc, PETAL_EINVAL,
+                             count != 1 ? "hello: a SuperNode with a key registers one node"
+                                        : "hello: no authenticated key on this connection");
+            return;
+        }
+        memcpy(id, SECURE_KEY_PREFIX, sizeof(SECURE_KEY_PREFIX) - 1);
+        memcpy(id + sizeof(SECURE_KEY_PREFIX) - 1, pk, sizeof(pk));
+        rc = sl->ls->ops->node_register(sl->ls, id, sizeof(id), now, &first, &is_new);
+        lc->keyed = 1;
+    } else if (pt_params_str(params, "node-key", &key) == 0) {
         int is_new = 0;
         size_t len = strlen(key);
         if (len == 0 || len > PT_NODE_KEY_MAX * 2) {
@@ -305,8 +364,13 @@ on_hello(pt_superlink_t *sl, link_conn_t *lc, pt_frame_t *f)
     welcome(sl, lc);
     if (lc->keyed) {
         redeliver_t r = {sl, lc};
+        char fpr[PT_KEY_FPR_SIZE] = "";
+        if (pt_conn_is_secure(lc->conn)) {
+            pt_key_fingerprint(pk, fpr);
+        }
         int64_t n = sl->ls->ops->msg_for_node(sl->ls, first, redeliver_cb, &r);
-        PT_INFO("node %llu registered from %s%s", (unsigned long long)first, pt_conn_peer(lc->conn),
+        PT_INFO("node %llu registered from %s%s%s%s", (unsigned long long)first,
+                pt_conn_peer(lc->conn), fpr[0] ? " with key " : "", fpr,
                 n > 0 ? " (pending instructions sent again)" : "");
     } else {
         PT_INFO("registered %lld node(s) from %s (node ids %llu..%llu)", (long long)count,
@@ -449,8 +513,8 @@ static void
 on_frame(pt_superlink_t *sl, pt_frame_t *f)
 {
     link_conn_t *lc = pt_conn_data(f->conn);
-    if (lc == NULL) {
-        return;
+    if (lc == NULL || lc->refused) {
+        return; /* a refused connection was told why; nothing it sends is read */
     }
     lc->last_seen = pt_now_seconds();
     if (f->version != PT_PROTOCOL_VERSION) {
@@ -482,7 +546,37 @@ on_conn_up(pt_superlink_t *sl, pt_conn_event_t *ev)
     lc->next = sl->conns;
     sl->conns = lc;
     pt_conn_set_data(ev->conn, lc);
+    uint64_t *open = lc->control ? &sl->control_conns : &sl->fleet_conns;
+    uint64_t max = lc->control ? sl->opts.max_control_connections : sl->opts.max_connections;
+    if (max > 0 && *open >= max) {
+        /* Told why; the peer closes (a CLI ends, a SuperNode backs off), or the sweep does. */
+        char reason[200];
+        snprintf(reason, sizeof(reason),
+                 "too many connections: the SuperLink has %llu %s connections open, its limit "
+                 "(--max-%sconnections %llu); try again later",
+                 (unsigned long long)*open, lc->control ? "control" : "fleet",
+                 lc->control ? "control-" : "", (unsigned long long)max);
+        PT_WARN("%s connection from %s refused: %llu open, the limit is %llu",
+                lc->control ? "control" : "fleet", pt_conn_peer(ev->conn),
+                (unsigned long long)*open, (unsigned long long)max);
+        lc->refused = 1;
+        pt_sl_send_error(lc, PETAL_EAGAIN, reason);
+        return;
+    }
+    (*open)++;
     PT_DEBUG("%s connection from %s", lc->control ? "control" : "fleet", pt_conn_peer(ev->conn));
+}
+
+/* Refused connections whose peer did not close them within 2 s are closed here. */
+static void
+close_refused(pt_superlink_t *sl)
+{
+    double now = pt_now_seconds();
+    for (link_conn_t *lc = sl->conns; lc != NULL; lc = lc->next) {
+        if (lc->refused && now - lc->last_seen > 2.0) {
+            pt_conn_close(lc->conn);
+        }
+    }
 }
 
 static void
@@ -493,6 +587,10 @@ on_conn_down(pt_superlink_t *sl, pt_conn_event_t *ev)
         return;
     }
     pt_conn_set_data(ev->conn, NULL);
+    if (!lc->refused) {
+        uint64_t *open = lc->control ? &sl->control_conns : &sl->fleet_conns;
+        *open -= *open > 0;
+    }
     if (lc->count > 0) {
         PT_INFO("%s disconnected (%s); %llu node(s) offline", pt_conn_peer(ev->conn),
                 ev->reason[0] ? ev->reason : petal_strerror(ev->status),
@@ -590,6 +688,22 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
             pt_message_release(m);
             continue;
         }
+        uint64_t limit = sl->opts.max_pending_per_node;
+        if (limit > 0 && pending_of_node(sl, md->dst_node_id) >= limit) {
+            char reason[256];
+            snprintf(reason, sizeof(reason),
+                     "node %llu already has %llu instructions waiting for a reply, the "
+                     "SuperLink's limit (--max-pending-per-node %llu); this one was not queued",
+                     (unsigned long long)md->dst_node_id,
+                     (unsigned long long)pending_of_node(sl, md->dst_node_id),
+                     (unsigned long long)limit);
+            PT_WARN("run %llu: %s", (unsigned long long)p->run_id, reason);
+            deliver_error(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
+            pt_waiter_release(ref->waiter);
+            free(ref);
+            pt_message_release(m);
+            continue;
+        }
         if (sl->ls->ops->msg_put(sl->ls, m) != 0) {
             deliver_error(ref, m, PETAL_E_UNKNOWN, "SuperLink cannot store the instruction");
             pt_waiter_release(ref->waiter);
@@ -597,7 +711,7 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
             pt_message_release(m);
             continue;
         }
-        if (pt_u64map_put(&sl->pending, md->message_id, ref) != 0) {
+        if (pending_put(sl, md->message_id, ref) != 0) {
             pt_message_release(sl->ls->ops->msg_take(sl->ls, md->message_id));
             deliver_error(ref, m, PETAL_E_UNKNOWN, "SuperLink out of memory");
             pt_waiter_release(ref->waiter);
@@ -679,7 +793,7 @@ expired_cb(void *ctx, petal_message_t *instr)
 {
     pt_superlink_t *sl = ctx;
     uint64_t id = pt_message_md(instr)->message_id;
-    pending_ref_t *ref = pt_u64map_del(&sl->pending, id);
+    pending_ref_t *ref = pending_take(sl, id);
     if (ref != NULL) {
         deliver_error(ref, instr, PETAL_E_MESSAGE_UNAVAILABLE,
                       "the instruction expired (its ttl passed) before a reply arrived");
@@ -716,6 +830,7 @@ superlink_stop(pt_superlink_t *sl)
         free(ref);
     }
     pt_u64map_fini(&sl->pending);
+    pt_u64map_fini(&sl->pending_per_node);
     while (sl->conns != NULL) {
         link_conn_t *lc = sl->conns;
         sl->conns = lc->next;
@@ -757,6 +872,7 @@ superlink_handle(pt_actor_t *self, pt_msg_t *m)
     }
     case PT_MSG_TIMER:
         if (((pt_timer_msg_t *)m)->tag == PT_SL_TTL_SWEEP) {
+            close_refused(sl);
             if (sl->ls->ops->msg_pending(sl->ls) > 0) {
                 sl->ls->ops->msg_expire(sl->ls, pt_now_seconds(), expired_cb, sl);
             }
@@ -806,6 +922,23 @@ superlink_handle(pt_actor_t *self, pt_msg_t *m)
     pt_msg_free(m);
 }
 
+/* Listens on addr: with the secure channel when the SuperLink has an identity (except inproc,
+ * which never leaves the process), the fleet authorizing SuperNode keys, the control address
+ * operator keys. */
+static int
+listen_on(pt_superlink_t *sl, const char *addr, int control, pt_listener_t **out)
+{
+    if (sl->opts.identity == NULL || strncmp(addr, "inproc://", 9) == 0) {
+        return pt_listen(sl->rt, addr, sl->actor, out);
+    }
+    const pt_keylist_t *allowed = control ? sl->opts.operators : sl->opts.allow_nodes;
+    pt_secure_opts_t so = {.identity = sl->opts.identity,
+                           .authorize = allowed != NULL ? pt_keylist_authorize : NULL,
+                           .ctx = (void *)allowed,
+                           .handshake_timeout = sl->opts.handshake_timeout};
+    return pt_listen_secure(sl->rt, addr, sl->actor, &so, out);
+}
+
 int
 pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linkstate_t *ls,
                    pt_superlink_t **out)
@@ -840,6 +973,7 @@ pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linksta
         sl->opts.serverapp_exe = sl->serverapp_exe;
     }
     pt_u64map_init(&sl->pending);
+    pt_u64map_init(&sl->pending_per_node);
     pt_u64map_init(&sl->runs);
     seed_message_ids();
     int rc = pt_actor_spawn(rt, "superlink", superlink_handle, sl, &sl->actor);
@@ -848,14 +982,14 @@ pt_superlink_start(pt_runtime_t *rt, const pt_superlink_opts_t *opts, pt_linksta
         free(sl);
         return rc;
     }
-    rc = pt_listen(rt, sl->fleet_address, sl->actor, &sl->listener);
+    rc = listen_on(sl, sl->fleet_address, 0, &sl->listener);
     if (rc != 0) {
         PT_ERROR("cannot listen on %s: %s", sl->fleet_address, petal_strerror(rc));
         pt_actor_stop(sl->actor); /* frees sl and ls */
         return rc;
     }
     if (sl->opts.control_address != NULL) {
-        rc = pt_listen(rt, sl->control_address, sl->actor, &sl->control_listener);
+        rc = listen_on(sl, sl->control_address, 1, &sl->control_listener);
         if (rc != 0) {
             PT_ERROR("cannot listen on %s: %s", sl->control_address, petal_strerror(rc));
             pt_actor_stop(sl->actor);

@@ -9,6 +9,7 @@
 #include "actors/waiter.h"
 #include "runtime/actor.h"
 #include "runtime/context.h"
+#include "runtime/keys.h"
 
 typedef struct pt_superlink pt_superlink_t;
 
@@ -20,6 +21,18 @@ typedef struct pt_superlink_opts {
     int exit_when_idle;          /* petal sim: shut the runtime down when the last run finished */
     const char *serverapp_exe;   /* process isolation: run ServerApps as `EXE --serverapp-child`;
                                   * NULL: in threads of this process */
+    /* Instructions one node may have waiting for a reply; one more gets the error reply
+     * MESSAGE_UNAVAILABLE with the reason. 0: no limit (petal sim). */
+    uint64_t max_pending_per_node;
+    /* Connections on the fleet and on the control address; one more is told why (an error
+     * frame) and closed, and the refusal is logged. 0: no limit. */
+    uint64_t max_connections, max_control_connections;
+    /* The secure channel (transport/secure.h) on both tcp addresses when identity is set; the
+     * pointers are borrowed and must outlive the SuperLink. NULL identity: plain frames. */
+    const pt_keypair_t *identity;
+    const pt_keylist_t *allow_nodes; /* SuperNode keys allowed on the fleet; NULL: any key */
+    const pt_keylist_t *operators;   /* CLI keys allowed on the control address; NULL: any key */
+    double handshake_timeout;        /* seconds; 0: the secure channel's default */
 } pt_superlink_opts_t;
 
 /* Spawns the actor and starts listening (loop thread, before or while the runtime runs). Takes

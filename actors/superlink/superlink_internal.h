@@ -14,6 +14,7 @@ typedef struct link_conn {
     pt_conn_t *conn;
     int control;                   /* accepted on the control address */
     int keyed;                     /* registered with a node key (a real SuperNode) */
+    int refused;                   /* over a limit: told why, closed by the peer or the sweep */
     uint64_t first_node, count;    /* node ids [first, first + count) once registered */
     double last_seen;              /* seconds since the epoch of the last frame */
     uint64_t log_run_id, log_next; /* control: the run log it reads, and the next line */
@@ -59,8 +60,10 @@ struct pt_superlink {
     link_conn_t *conns;
     link_conn_t **node_conn; /* node id - 1 -> its connection (NULL when offline) */
     uint64_t node_conn_cap;
-    pt_u64map_t pending; /* message id -> pending_ref_t* */
-    pt_u64map_t runs;    /* run id -> run_entry_t* (live and finished this process) */
+    pt_u64map_t pending;          /* message id -> pending_ref_t* */
+    pt_u64map_t pending_per_node; /* node id -> (void *)(uintptr_t) its entries in `pending` */
+    uint64_t fleet_conns, control_conns; /* accepted and not refused */
+    pt_u64map_t runs; /* run id -> run_entry_t* (live and finished this process) */
     log_follower_t *followers;
     uint64_t running_runs;
     pt_timer_t *ttl_timer, *liveness_timer;

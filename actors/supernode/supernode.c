@@ -20,6 +20,7 @@
 #include "runtime/log.h"
 #include "runtime/message.h"
 #include "runtime/u64map.h"
+#include "transport/secure.h"
 #include "transport/transport.h"
 
 #include "supernode.h"
@@ -88,6 +89,10 @@ struct pt_supernode {
     pt_u64map_t done;      /* instruction ids answered and acknowledged -> (void*)1 */
     int stopping;
     int exit_status;
+    char refusal[300]; /* why the SuperLink refused this connection ("" if it did not) */
+    uint8_t pin[PT_KEY_PUBLIC_BYTES]; /* the SuperLink's key (secure channel) */
+    char pin_source[512];
+    char pin_mismatch[800]; /* set by check_pin: the node stops */
 };
 
 static void connect_now(pt_supernode_t *sn);
@@ -263,9 +268,11 @@ static void
 bundle_work(pt_job_t *job)
 {
     sn_job_t *j = (sn_job_t *)job;
-    j->rc = pt_bundle_cache_get(j->sn->cache_dir, j->hash, pt_buf_data(j->bundle),
-                                pt_buf_len(j->bundle), j->app_dir, sizeof(j->app_dir), j->error,
-                                sizeof(j->error));
+    /* Hash, structure, signature and publisher are all checked before anything is written. */
+    j->rc = pt_bundle_cache_get_trusted(j->sn->cache_dir, j->hash, pt_buf_data(j->bundle),
+                                        pt_buf_len(j->bundle), j->sn->opts.trusted_publishers,
+                                        j->app_dir, sizeof(j->app_dir), j->error,
+                                        sizeof(j->error));
 }
 
 static void
@@ -370,6 +377,13 @@ on_run_info(pt_supernode_t *sn, pt_frame_t *f)
         run_failed(sn, run, "out of memory keeping the run config");
         return;
     }
+    if (hash[0] == '\0' && sn->opts.trusted_publishers != NULL) {
+        run_failed(sn, run,
+                   "the app bundle was refused: bundle is not signed (the run names the local "
+                   "app directory '%.200s'; --trusted-publishers requires signed bundles)",
+                   app_dir);
+        return;
+    }
     if (hash[0] == '\0') {
         /* A run of a local app directory (same machine, tests): no bundle to fetch. */
         snprintf(run->app_dir, sizeof(run->app_dir), "%s", app_dir);
@@ -381,7 +395,11 @@ on_run_info(pt_supernode_t *sn, pt_frame_t *f)
         return;
     }
     snprintf(run->bundle_hash, sizeof(run->bundle_hash), "%s", hash);
-    if (pt_bundle_cache_has(sn->cache_dir, hash, run->app_dir, sizeof(run->app_dir))) {
+    /* Cached (and, with trusted publishers, recorded as signed by one): no need to fetch. Any
+     * other answer fetches the bytes, whose check gives the definitive one. */
+    char why[512];
+    if (pt_bundle_cache_get_trusted(sn->cache_dir, hash, NULL, 0, sn->opts.trusted_publishers,
+                                    run->app_dir, sizeof(run->app_dir), why, sizeof(why)) == 0) {
         run_load(sn, run);
         return;
     }
@@ -534,7 +552,8 @@ send_hello(pt_supernode_t *sn)
     pt_frame_t *f = pt_params_frame(PT_FLEET_HELLO, "fleet.hello", &p);
     char hex[2 * PT_NODE_KEY_BYTES + 1];
     sodium_bin2hex(hex, sizeof(hex), sn->key, sizeof(sn->key));
-    if (f == NULL || pt_params_set_str(p, "node-key", hex) != 0) {
+    /* On the secure channel the SuperLink knows the node by its authenticated key. */
+    if (f == NULL || (sn->opts.identity == NULL && pt_params_set_str(p, "node-key", hex) != 0)) {
         if (f != NULL) {
             pt_msg_free(&f->hdr);
         }
@@ -620,6 +639,11 @@ on_frame(pt_supernode_t *sn, pt_frame_t *f)
         const char *reason = "?";
         pt_params_str(pt_frame_params(f), "reason", &reason);
         PT_ERROR("the SuperLink refused: %s", reason);
+        if (!sn->welcomed && sn->conn != NULL) {
+            /* Refused before registering (a limit, a bad hello): back off and try again. */
+            snprintf(sn->refusal, sizeof(sn->refusal), "refused: %s", reason);
+            pt_conn_close(sn->conn);
+        }
         break;
     }
     default:
@@ -659,7 +683,7 @@ schedule_reconnect(pt_supernode_t *sn, const char *why)
         return;
     }
     uint64_t ms = backoff_ms(sn->attempts - 1);
-    PT_WARN("SuperLink at %s unreachable (%s); retrying in %.1f s", sn->address, why,
+    PT_WARN("cannot connect to the SuperLink at %s (%s); retrying in %.1f s", sn->address, why,
             (double)ms / 1000.0);
     if (sn->reconnect != NULL) {
         pt_timer_stop(sn->reconnect);
@@ -667,11 +691,39 @@ schedule_reconnect(pt_supernode_t *sn, const char *why)
     pt_timer_start(sn->actor, ms, 0, SN_TIMER_RECONNECT, &sn->reconnect);
 }
 
+/* The secure channel's authorize callback on the dialling side: is this the pinned SuperLink? */
+static int
+check_pin(void *ctx, const uint8_t peer_pk[PT_KEY_PUBLIC_BYTES], char *why, size_t cap)
+{
+    pt_supernode_t *sn = ctx;
+    if (sodium_memcmp(peer_pk, sn->pin, PT_KEY_PUBLIC_BYTES) == 0) {
+        return 0;
+    }
+    char actual[PT_KEY_FPR_SIZE], expected[PT_KEY_FPR_SIZE];
+    pt_key_fingerprint(peer_pk, actual);
+    pt_key_fingerprint(sn->pin, expected);
+    snprintf(sn->pin_mismatch, sizeof(sn->pin_mismatch),
+             "the SuperLink at %.200s is not the pinned one: expected key %s (%.300s), got %s; "
+             "not talking to it (if its key changed on purpose, copy its new petal.pub there)",
+             sn->address, expected, sn->pin_source, actual);
+    snprintf(why, cap, "server key %s is not the pinned %s", actual, expected);
+    return PETAL_EPROTO;
+}
+
 static void
 connect_now(pt_supernode_t *sn)
 {
     pt_conn_t *c;
-    int rc = pt_dial(sn->rt, sn->address, sn->actor, &c);
+    int rc;
+    if (sn->opts.identity != NULL) {
+        pt_secure_opts_t so = {.identity = sn->opts.identity,
+                               .authorize = check_pin,
+                               .ctx = sn,
+                               .handshake_timeout = sn->opts.handshake_timeout};
+        rc = pt_dial_secure(sn->rt, sn->address, sn->actor, &so, &c);
+    } else {
+        rc = pt_dial(sn->rt, sn->address, sn->actor, &c);
+    }
     if (rc != 0) {
         schedule_reconnect(sn, petal_strerror(rc));
     }
@@ -690,8 +742,20 @@ on_down(pt_supernode_t *sn, pt_conn_event_t *ev)
         pt_timer_stop(sn->heartbeat);
         sn->heartbeat = NULL;
     }
+    if (sn->pin_mismatch[0] != '\0' && !sn->stopping) {
+        PT_ERROR("%s", sn->pin_mismatch);
+        sn->exit_status = 1;
+        sn->stopping = 1;
+        pt_runtime_shutdown(sn->rt);
+        return;
+    }
     if (!sn->stopping) {
-        schedule_reconnect(sn, ev->reason[0] ? ev->reason : petal_strerror(ev->status));
+        char why[600];
+        snprintf(why, sizeof(why), "%s",
+                 sn->refusal[0] ? sn->refusal
+                                : (ev->reason[0] ? ev->reason : petal_strerror(ev->status)));
+        sn->refusal[0] = '\0';
+        schedule_reconnect(sn, why);
     }
 }
 
@@ -834,6 +898,18 @@ pt_supernode_start(pt_runtime_t *rt, const pt_supernode_opts_t *opts, pt_superno
     sn->opts.cache_dir = sn->cache_dir;
     snprintf(sn->self_exe, sizeof(sn->self_exe), "%s", opts->self_exe ? opts->self_exe : "");
     sn->opts.self_exe = sn->self_exe;
+    if (opts->identity != NULL) {
+        if (opts->superlink_pk == NULL) {
+            free(sn);
+            return PETAL_EINVAL;
+        }
+        memcpy(sn->pin, opts->superlink_pk, sizeof(sn->pin));
+        snprintf(sn->pin_source, sizeof(sn->pin_source), "%s",
+                 opts->superlink_pk_source ? opts->superlink_pk_source : "the pinned key");
+        sn->opts.superlink_pk = sn->pin;
+        sn->opts.superlink_pk_source = sn->pin_source;
+    }
+    sn->opts.node_key = NULL; /* not kept: only its hash below */
     /* The node key: a hash of the name given, or random for this process. */
     if (opts->node_key != NULL) {
         crypto_generichash(sn->key, sizeof(sn->key), (const unsigned char *)opts->node_key,

@@ -8,6 +8,7 @@
 #include <petal/petal.h>
 
 #include "runtime/actor.h"
+#include "runtime/keys.h"
 
 /*
  * Connects out to the SuperLink (Fleet protocol), registers with its node key and node config,
@@ -30,12 +31,26 @@ typedef struct pt_supernode_opts {
     const char *cache_dir; /* where bundles are unpacked; NULL: $XDG_CACHE_HOME/petal/bundles */
     int isolation;         /* pt_isolation */
     const char *self_exe;  /* this executable, for process isolation's children */
+    /* The secure channel (transport/secure.h) when identity is set (borrowed; must outlive the
+     * node): its public key is the node's identity (node_key is not used), and it talks only to
+     * a SuperLink whose key is superlink_pk (required then; copied). A SuperLink with another
+     * key is an error that stops the node (exit status 1). NULL identity: plain frames. */
+    const pt_keypair_t *identity;
+    const uint8_t *superlink_pk;
+    const char *superlink_pk_source; /* where the pin came from, for messages ("FILE") */
+    double handshake_timeout;        /* seconds; 0: the secure channel's default */
+    /* App publishers (borrowed; must outlive the node). NULL: bundles need no signature, but a
+     * present one must verify. Set (even empty): only bundles signed by a key in the list run;
+     * unsigned or untrusted bundles, and runs of a local app directory, fail before anything
+     * is unpacked, and the run's instructions get PETAL_E_INVALID_BUNDLE error replies. */
+    const pt_keylist_t *trusted_publishers;
 } pt_supernode_opts_t;
 
 /* Spawns the actor and dials. The runtime shuts down when the node gives up (see the opts) or
  * is stopped. Loop thread. */
 int pt_supernode_start(pt_runtime_t *rt, const pt_supernode_opts_t *opts, pt_supernode_t **out);
-/* Exit status for the daemon: 0 after a clean stop, 1 when it gave up reconnecting. */
+/* Exit status for the daemon: 0 after a clean stop, 1 when it gave up reconnecting or the
+ * SuperLink's key did not match the pinned one. */
 int pt_supernode_exit_status(const pt_supernode_t *sn);
 void pt_supernode_release(pt_supernode_t *sn);
 

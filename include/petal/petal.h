@@ -109,6 +109,9 @@ int32_t petal_grid_record_metrics(petal_grid_t *g, uint32_t round, const char *p
                                   const petal_metricrecord_t *metrics);
 int32_t petal_grid_set_final_arrays(petal_grid_t *g, const petal_arrayrecord_t *arrays);
 
+/* v1.1: the built-in default ServerApp (strategy chosen by the run config) on this grid. */
+int32_t petal_run_default_server(petal_grid_t *g, petal_context_t *ctx);
+
 /* The table handed to plugins; static storage, valid for the life of the process. */
 const petal_host_api_v1_t *petal_host_api(void);
 

@@ -294,6 +294,14 @@ typedef struct petal_host_api_v1 {
                                    const petal_metricrecord_t *metrics);
     /* Sets the run's final arrays (what --save-arrays writes); the arrays are referenced. */
     int32_t (*grid_set_final_arrays)(petal_grid_t *g, const petal_arrayrecord_t *arrays);
+
+    /* ---- v1.1 additions (check with PETAL_HOST_HAS before calling) ---- */
+
+    /* Runs the built-in default ServerApp on `g` (ServerApp main only; blocks until the run's
+     * rounds are done): the strategy named by the run config's "strategy" key ("fedavg",
+     * "fedprox", "fedadam", "krum", ...) with its keys, exactly as for an app without a server
+     * plugin. 0, or a negative error whose reason is set on ctx. */
+    int32_t (*run_default_server)(petal_grid_t *g, petal_context_t *ctx);
 } petal_host_api_v1_t;
 
 /* True when the host table has `field` (a plugin built later may run on an older host). */
@@ -437,6 +445,7 @@ PETAL_PLUGIN_EXPORT int32_t petal_plugin_entry_v1(const petal_host_api_v1_t *hos
 #define petal_grid_pull petal_host->grid_pull
 #define petal_grid_record_metrics petal_host->grid_record_metrics
 #define petal_grid_set_final_arrays petal_host->grid_set_final_arrays
+#define petal_run_default_server petal_host->run_default_server
 
 #endif /* PETAL_HOST_BUILD */
 

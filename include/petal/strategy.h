@@ -203,10 +203,85 @@ int32_t petal_strategy_check_arrays(const petal_arrayrecord_t *global,
  * arrive, in double precision, in parallel for large models. */
 int32_t petal_strategy_fedavg_alloc(const petal_strategy_options_t *opts, petal_strategy_t **out);
 
-/* By name ("fedavg"); PETAL_ENOENT for an unknown name. */
+/* ---- The strategy library -------------------------------------------------------------------
+ *
+ * Flower's strategies, with Flower's parameter names and defaults. In a run config the names
+ * are kebab-case keys ("proximal-mu", "num-malicious-nodes"); docs/strategies.md has the table.
+ *
+ *   fedavg         the weighted mean (above)
+ *   fedprox        FedAvg, and "proximal-mu" in every train config (the ClientApp applies it)
+ *   fedadam        FedAvg's mean as pseudo-gradient, Adam on the server (Reddi et al. 2021)
+ *   fedyogi        the same with Yogi's second moment
+ *   fedadagrad     the same with Adagrad's
+ *   fedavgm        FedAvg with server learning rate and momentum (Hsu et al. 2019)
+ *   fedmedian      the element-wise median of the replies' arrays
+ *   fedtrimmedavg  the element-wise mean after cutting a fraction beta at each end
+ *   krum           the reply closest to its n - f - 2 nearest neighbours (Blanchard et al. 2017)
+ *   multikrum      the weighted mean of the num-nodes-to-select best Krum scores
+ *   bulyan         Krum selection of n - 2f replies, then a trimmed mean around the median of
+ *                  each element (El Mhamdi et al. 2018)
+ *   qfedavg        q-fair FedAvg (Li et al. 2020) from each reply's training loss
+ *
+ * Mean-type strategies fold each reply into running sums as it arrives (memory O(model));
+ * order-statistic ones (fedmedian, fedtrimmedavg, krum, multikrum, bulyan) hold references to
+ * the replies' arrays (no copy) until the end of the phase and compute element ranges (and
+ * Krum's pairwise distances) on the worker pool. Their results are computed in send order,
+ * so they do not depend on the arrival order of the replies.
+ */
+
+/* Every strategy's parameters; each strategy reads only its own. */
+typedef struct petal_strategy_params {
+    double proximal_mu;           /* fedprox "proximal-mu": 0.0 */
+    double eta;                   /* "eta": server learning rate; fedadam / fedadagrad 0.1,
+                                     fedyogi 0.01 */
+    double eta_l;                 /* "eta-l": the clients' learning rate; 0.1 (fedyogi 0.0316);
+                                     informative, as in Flower (not sent, not used) */
+    double beta_1;                /* "beta-1": fedadam / fedyogi 0.9 (fedadagrad: 0, fixed) */
+    double beta_2;                /* "beta-2": fedadam / fedyogi 0.99 (fedadagrad: 0, fixed) */
+    double tau;                   /* "tau": adaptivity, fedadam / fedyogi / fedadagrad 1e-3 */
+    double server_learning_rate;  /* fedavgm "server-learning-rate": 1.0 */
+    double server_momentum;       /* fedavgm "server-momentum": 0.0 */
+    double beta;                  /* fedtrimmedavg "beta": 0.2, cut from each end, [0, 0.5) */
+    uint32_t num_malicious_nodes; /* krum, multikrum, bulyan "num-malicious-nodes" f: 0 */
+    uint32_t num_nodes_to_select; /* multikrum "num-nodes-to-select" m: 1 (krum: 1, fixed) */
+    double q;                     /* qfedavg "q": 0.1 */
+    /* qfedavg "client-learning-rate": required (> 0); L = 1 / client-learning-rate. 0 = not
+     * set. petal_strategy_params_read() falls back on the run config's "lr". */
+    double client_learning_rate;
+    /* qfedavg "train-loss-key": the reply metric holding the training loss; "train-loss".
+     * Borrowed: the strategy copies it. */
+    const char *train_loss_key;
+} petal_strategy_params_t;
+
+/* The defaults of strategy `name`. 0, or PETAL_ENOENT for an unknown name. */
+int32_t petal_strategy_params_init(petal_strategy_params_t *p, const char *name);
+/*
+ * petal_strategy_params_init(), then the keys of strategy `name` that are present in `config`
+ * (kebab-case, above; other keys are ignored). Checks types only ("run config key \"eta\" must
+ * be a number, got a string"); ranges are petal_strategy_check()'s. train_loss_key then points
+ * into `config`. 0, PETAL_ENOENT (unknown name), or PETAL_ECONFIG, with a sentence in why.
+ */
+int32_t petal_strategy_params_read(petal_strategy_params_t *p, const char *name,
+                                   const petal_configrecord_t *config, char *why, size_t why_len);
+/*
+ * Checks `opts` and `p` for strategy `name` before anything runs, e.g. "krum:
+ * num-malicious-nodes 2 needs at least 2*2+3 = 7 sampled nodes per round, min-train-nodes is
+ * 5" or "fedtrimmedavg: beta must be within [0, 0.5), got 0.5". 0, PETAL_ENOENT (unknown name,
+ * why lists the supported ones) or PETAL_EINVAL, with a sentence in why. opts NULL: defaults.
+ */
+int32_t petal_strategy_check(const char *name, const petal_strategy_options_t *opts,
+                             const petal_strategy_params_t *p, char *why, size_t why_len);
+/* petal_strategy_check(), then a new strategy (petal_strategy_free() it). p NULL: the
+ * defaults. Errors as petal_strategy_check(), or PETAL_ENOMEM. */
+int32_t petal_strategy_alloc(const char *name, const petal_strategy_options_t *opts,
+                             const petal_strategy_params_t *p, char *why, size_t why_len,
+                             petal_strategy_t **out);
+
+/* By name with default parameters ("fedavg", ...); PETAL_ENOENT for an unknown name, the
+ * reason of any other failure is logged. */
 int32_t petal_strategy_alloc_by_name(const char *name, const petal_strategy_options_t *opts,
                                      petal_strategy_t **out);
-/* The supported names, comma-separated ("fedavg"); static storage. */
+/* The supported names, comma-separated ("fedavg, fedprox, ..."); static storage. */
 const char *petal_strategy_names(void);
 
 /* ---- Running ------------------------------------------------------------------------------- */

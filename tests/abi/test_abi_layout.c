@@ -70,7 +70,7 @@ _Static_assert(PETAL_MAX_NDIM == 16 && PETAL_GROUP_ID_MAX == 64 && PETAL_MESSAGE
                "limits");
 _Static_assert(PETAL_SERVER_NODE_ID == 0, "server node id");
 
-/* ---- the host table: every v1.0 slot at its place ----------------------------------------- */
+/* ---- the host table: every slot at its place (v1.0, then the v1.1 additions) -------------- */
 
 #define HOST_SLOTS(X)                                                                              \
     X(strerror)                                                                                    \
@@ -127,7 +127,9 @@ _Static_assert(PETAL_SERVER_NODE_ID == 0, "server node id");
     X(grid_push)                                                                                   \
     X(grid_pull)                                                                                   \
     X(grid_record_metrics)                                                                         \
-    X(grid_set_final_arrays)
+    X(grid_set_final_arrays)                                                                       \
+    /* v1.1 */                                                                                     \
+    X(run_default_server)
 
 enum host_slot {
 #define SLOT_ENUM(name) SLOT_##name,
@@ -135,7 +137,8 @@ enum host_slot {
 #undef SLOT_ENUM
         HOST_SLOTS_V1
 };
-_Static_assert(HOST_SLOTS_V1 == 55, "ABI v1.0 has 55 host functions");
+_Static_assert(SLOT_grid_set_final_arrays + 1 == 55, "ABI v1.0 has 55 host functions");
+_Static_assert(HOST_SLOTS_V1 == 56, "ABI v1.1 has 56 host functions (v1.0 + run_default_server)");
 
 #define HEADER_SIZE (2 * sizeof(uint32_t))
 #define SLOT_ASSERT(name)                                                                          \
@@ -151,10 +154,11 @@ _Static_assert(sizeof(petal_host_api_v1_t) == HEADER_SIZE + HOST_SLOTS_V1 * size
 /* ---- struct layouts on x86_64 (the numbers plugins were compiled with) -------------------- */
 
 #if defined(__x86_64__)
-_Static_assert(sizeof(petal_host_api_v1_t) == 448, "host table size");
+_Static_assert(sizeof(petal_host_api_v1_t) == 456, "host table size (v1.1)");
 _Static_assert(offsetof(petal_host_api_v1_t, strerror) == 8, "host strerror");
 _Static_assert(offsetof(petal_host_api_v1_t, log) == 16, "host log");
-_Static_assert(offsetof(petal_host_api_v1_t, grid_set_final_arrays) == 440, "host last slot");
+_Static_assert(offsetof(petal_host_api_v1_t, grid_set_final_arrays) == 440, "host v1.0 last slot");
+_Static_assert(offsetof(petal_host_api_v1_t, run_default_server) == 448, "host v1.1 slot");
 
 _Static_assert(sizeof(petal_metadata_t) == 192, "metadata size");
 _Static_assert(offsetof(petal_metadata_t, struct_size) == 0, "md struct_size");
@@ -237,6 +241,7 @@ START_TEST(test_table_slots_are_the_linked_functions)
     ck_assert(h->message_alloc == petal_message_alloc);
     ck_assert(h->context_set_error == petal_context_set_error);
     ck_assert(h->grid_set_final_arrays == petal_grid_set_final_arrays);
+    ck_assert(h->run_default_server == petal_run_default_server);
     ck_assert_str_eq(h->strerror(PETAL_EABI), "plugin ABI mismatch");
 }
 END_TEST
@@ -253,6 +258,12 @@ START_TEST(test_host_has)
     ck_assert(!PETAL_HOST_HAS(&t, grid_send_and_stream));
     ck_assert(!PETAL_HOST_HAS(&t, grid_set_final_arrays));
     ck_assert(PETAL_HOST_HAS(petal_host_api(), grid_set_final_arrays));
+    /* a v1.0 host: everything up to grid_set_final_arrays, not the v1.1 slot */
+    t.struct_size = (uint32_t)(offsetof(petal_host_api_v1_t, grid_set_final_arrays) +
+                               sizeof(t.grid_set_final_arrays));
+    ck_assert(PETAL_HOST_HAS(&t, grid_set_final_arrays));
+    ck_assert(!PETAL_HOST_HAS(&t, run_default_server));
+    ck_assert(PETAL_HOST_HAS(petal_host_api(), run_default_server));
 }
 END_TEST
 

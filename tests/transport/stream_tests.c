@@ -62,7 +62,7 @@ typedef struct st {
     int srv_ups;
     int bad_downs;
     int bad_status;
-    char bad_reason[128];
+    char bad_reason[sizeof(((pt_conn_event_t *)0)->reason)];
     uint64_t frames;
     pt_stream_stats_t rx_stats;
     int chunk_ok;

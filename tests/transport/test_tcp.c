@@ -21,7 +21,7 @@ typedef struct dial_state {
     int ups;
     int downs;
     int status;
-    char reason[128];
+    char reason[sizeof(((pt_conn_event_t *)0)->reason)];
     int guard_fired;
     pt_timer_t *guard;
     pt_listener_t *l;

@@ -1096,7 +1096,7 @@ START_TEST(test_options_checked)
     ck_assert_msg(strstr(why, "fraction-evaluate") != NULL, "%s", why);
     ck_assert_int_eq(petal_strategy_fedavg_alloc(&o, &s), PETAL_EINVAL);
     ck_assert_ptr_null(s);
-    ck_assert_int_eq(petal_strategy_alloc_by_name("fedprox", NULL, &s), PETAL_ENOENT);
+    ck_assert_int_eq(petal_strategy_alloc_by_name("fedsgd", NULL, &s), PETAL_ENOENT);
     ck_assert_int_eq(petal_strategy_alloc_by_name("fedavg", NULL, &s), 0);
     ck_assert_str_eq(s->ops->name, "fedavg");
     petal_strategy_free(s);
@@ -1156,7 +1156,7 @@ START_TEST(test_default_server_rejects_bad_config)
         petal_value_t val;
         const char *expect;
     } cases[] = {
-        {"strategy", petal_value_str("fedprox", 7), "supported: fedavg"},
+        {"strategy", petal_value_str("fedsgd", 6), "supported: fedavg"},
         {"fraction-train", petal_value_f64(1.5), "\"fraction-train\""},
         {"fraction-evaluate", petal_value_f64(-0.1), "\"fraction-evaluate\""},
         {"num-server-rounds", petal_value_i64(0), "\"num-server-rounds\""},

@@ -1,4 +1,4 @@
-/* deploy_conns.c - one SuperLink holding 10,000 SuperNode connections: RSS each, CPU per heartbeat. */
+/* deploy_conns.c - one SuperLink holding 10,000 SuperNode connections: RSS, CPU per heartbeat. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -71,8 +71,8 @@ typedef struct gen {
     uint64_t hb_sent, hb_skipped;
     int heartbeating;
     double interval;
-    double hb_epoch;   /* when the current heartbeat period started */
-    uint32_t hb_next;  /* next connection index to heartbeat in this period */
+    double hb_epoch;  /* when the current heartbeat period started */
+    uint32_t hb_next; /* next connection index to heartbeat in this period */
 } gen_t;
 
 static uint64_t
@@ -128,8 +128,8 @@ hello_bytes(uint32_t index, uint32_t n, uint32_t *len)
     }
     /* 64 hex characters, like a SuperNode's public key. */
     snprintf(key, sizeof(key), "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
-             (uint64_t)index * UINT64_C(0x9e3779b97f4a7c15), (uint64_t)index,
-             ~(uint64_t)index, UINT64_C(0x70657461) + index);
+             (uint64_t)index * UINT64_C(0x9e3779b97f4a7c15), (uint64_t)index, ~(uint64_t)index,
+             UINT64_C(0x70657461) + index);
     petal_configrecord_t *nc =
         petal_recorddict_add_config(pt_message_content_mut(f->msg), "node-config");
     petal_value_t pid = petal_value_i64(index), np = petal_value_i64(n);
@@ -490,8 +490,7 @@ main(int argc, char **argv)
         goto out;
     }
     printf("registered %s nodes in %.2f s (%.0f HELLO/s; SuperLink CPU %.1f us per HELLO)\n",
-           pt_bench_group(n, buf, sizeof(buf)), t_reg, n / t_reg,
-           (cpu_reg1 - cpu_reg0) / n * 1e6);
+           pt_bench_group(n, buf, sizeof(buf)), t_reg, n / t_reg, (cpu_reg1 - cpu_reg0) / n * 1e6);
     fflush(stdout);
 
     /* Steady state: a full heartbeat period, then memory, then the measured window. */
@@ -532,8 +531,8 @@ main(int argc, char **argv)
            "a core, so %.2f us per heartbeat net\n",
            sent, w1 - w0, sent / (w1 - w0), g.hb_skipped, hb_cpu, per_hb * 1e6,
            100.0 * hb_cpu / (w1 - w0), 100.0 * idle_rate, per_hb_net * 1e6);
-    printf("connections alive at the end: %u of %u (error frames %u, other frames %u)\n", alive,
-           n, g.errors, g.other_frames);
+    printf("connections alive at the end: %u of %u (error frames %u, other frames %u)\n", alive, n,
+           g.errors, g.other_frames);
     fflush(stdout);
 
     /* Everybody leaves: what stays behind. */

@@ -1,4 +1,4 @@
-/* deploy_large.c - one deployed round with a multi-GiB model: wall time and the SuperLink's peak RSS. */
+/* deploy_large.c - one deployed round with a multi-GiB model: wall time, SuperLink peak RSS. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -212,8 +212,9 @@ main(int argc, char **argv)
     double start, send[1], end[1];
     uint32_t got = pt_dep_log_rounds(link.log_path, 0, &start, send, end, 1);
     if (rr.exit_code != 0 || rr.timed_out || got != 1) {
-        fprintf(stderr, "petal run exit %d%s, %u rounds in the SuperLink log (petal run output: "
-                        "%s, SuperLink log: %s)\n",
+        fprintf(stderr,
+                "petal run exit %d%s, %u rounds in the SuperLink log (petal run output: "
+                "%s, SuperLink log: %s)\n",
                 rr.exit_code, rr.timed_out ? " (timed out)" : "", got,
                 rr.log_path[0] ? rr.log_path : "-", link.log_path);
         goto out;

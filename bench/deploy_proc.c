@@ -174,8 +174,8 @@ pt_dep_node_start(const char *build_dir, const char *fleet, unsigned index, unsi
         return -1;
     }
     snprintf(cfg, sizeof(cfg), "partition-id=%u num-partitions=%u", index, count);
-    const char *argv[] = {bin,           "--insecure",  "--superlink", fleet,  "--node-config",
-                          cfg,           "--cache-dir", cache_dir,     "--log-level", "warn",
+    const char *argv[] = {bin, "--insecure",  "--superlink", fleet,         "--node-config",
+                          cfg, "--cache-dir", cache_dir,     "--log-level", "warn",
                           NULL};
     *out = spawn(argv, log_path, 0);
     return *out < 0 ? -1 : 0;
@@ -255,8 +255,8 @@ pt_dep_proc_cpu(pid_t pid, double *seconds)
     /* Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15. */
     const char *p = strrchr(buf, ')');
     unsigned long long ut, st;
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                            &st) != 2) {
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
         return -1;
     }
     long hz = sysconf(_SC_CLK_TCK);
@@ -310,8 +310,8 @@ pt_dep_run(const char *build_dir, const char *control, const char *run_config, d
         return -1;
     }
     close(fd);
-    const char *argv[] = {petal,     "run",          app,        "--superlink",
-                          control,   "--insecure",   "--stream", "--run-config",
+    const char *argv[] = {petal,      "run",        app,        "--superlink",
+                          control,    "--insecure", "--stream", "--run-config",
                           run_config, NULL};
     double t0 = pt_bench_now();
     pid_t pid = spawn(argv, r->log_path, 0);

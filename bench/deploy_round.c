@@ -1,4 +1,4 @@
-/* deploy_round.c - seconds per round of a real deployment against the loopback data-movement bound. */
+/* deploy_round.c - seconds per deployed round against the loopback data-movement bound. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>

@@ -166,7 +166,7 @@ struct pt_stream_listener {
     char addr[160]; /* listener_addr: "tcp://127.0.0.1:40123", "ipc:///tmp/x.sock" */
     /* Called once when the listener closes, before its handle is closed (ipc: unlink). */
     void (*on_close)(pt_stream_listener_t *l);
-    char path[128]; /* ipc: the socket file */
+    char path[128];                 /* ipc: the socket file */
     struct pt_secure_listener *sec; /* accepted connections get the secure channel (secure.c) */
 };
 
@@ -246,8 +246,8 @@ int pt_secure_stream_mid_record(const pt_stream_conn_t *c);
 /* Takes bufs, frames and blob (freed with blob_free once sealed, or when the connection goes),
  * also on error: 0, PETAL_ENOMEM or PETAL_ECLOSED (the connection failed). */
 int pt_secure_stream_send(pt_stream_conn_t *c, uv_buf_t *bufs, size_t nbufs,
-                          pt_stream_wframe_t *frames, size_t nframes, uint64_t nchunks,
-                          void *blob, void (*blob_free)(void *blob));
+                          pt_stream_wframe_t *frames, size_t nframes, uint64_t nchunks, void *blob,
+                          void (*blob_free)(void *blob));
 void pt_secure_stream_release(pt_stream_conn_t *c);
 void pt_secure_stream_free(pt_stream_conn_t *c);
 void pt_secure_listener_free(pt_stream_listener_t *l);

@@ -7,9 +7,7 @@
 
 /* Every transport, one line each. pt_tran_find matches "<scheme>://" at the address start. */
 static const pt_tran_ops_t *const transports[] = {
-    &pt_inproc_ops,
-    &pt_tcp_ops,
-    &pt_ipc_ops,
+    &pt_inproc_ops, &pt_tcp_ops, &pt_ipc_ops,
     &pt_tcp_secure_ops, /* secure.c: "tcp+secure://", with pt_secure_set_default_opts() */
 };
 

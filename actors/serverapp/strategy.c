@@ -1035,7 +1035,7 @@ run_phase(run_t *run, uint32_t round, uint32_t phase)
     }
 
     PT_DEBUG("round %" PRIu32 ": %s: sending to %" PRIu64 " of %" PRIu64 " nodes", round, pname, k,
-            avail);
+             avail);
     sent = petal_grid_send_and_stream(run->grid, msgs, k, o->round_timeout, pt_phase_reply, ph);
     if (sent < 0) {
         for (uint64_t i = 0; i < k; i++) {
@@ -1098,8 +1098,8 @@ run_phase(run_t *run, uint32_t round, uint32_t phase)
         goto out;
     }
     PT_DEBUG("round %" PRIu32 ": %s: %" PRIu64 " replies, %" PRIu64 " failures%s", round, pname,
-            pt_phase_successes(ph), pt_phase_failures(ph),
-            pt_phase_max_held(ph) > 0 ? " (some held for send order)" : "");
+             pt_phase_successes(ph), pt_phase_failures(ph),
+             pt_phase_max_held(ph) > 0 ? " (some held for send order)" : "");
     rc = petal_grid_record_metrics(run->grid, round, pname, metrics);
     if (rc != 0) {
         rc = fail_run(s, rc, "round %" PRIu32 ": recording %s metrics: %s", round, pname,

@@ -271,8 +271,7 @@ bundle_work(pt_job_t *job)
     /* Hash, structure, signature and publisher are all checked before anything is written. */
     j->rc = pt_bundle_cache_get_trusted(j->sn->cache_dir, j->hash, pt_buf_data(j->bundle),
                                         pt_buf_len(j->bundle), j->sn->opts.trusted_publishers,
-                                        j->app_dir, sizeof(j->app_dir), j->error,
-                                        sizeof(j->error));
+                                        j->app_dir, sizeof(j->app_dir), j->error, sizeof(j->error));
 }
 
 static void

@@ -498,9 +498,8 @@ START_TEST(test_determinism)
         load_w(a, w);
         assert_w(w, fedavg_step(masks[i][1]) + fedavg_step(masks[i][2]) + fedavg_step(masks[i][3]));
     }
-    ck_assert_msg(strcmp(hist[0], hist[1]) == 0,
-                  "same seed, different histories:\n%s\n---\n%s", hist[0],
-                  hist[1]);
+    ck_assert_msg(strcmp(hist[0], hist[1]) == 0, "same seed, different histories:\n%s\n---\n%s",
+                  hist[0], hist[1]);
     ck_assert_uint_eq(arr_len[0], arr_len[1]);
     ck_assert_msg(memcmp(arr[0], arr[1], arr_len[0]) == 0, "same seed, different arrays");
     for (uint32_t k = 1; k <= 3; k++) {

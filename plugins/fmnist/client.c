@@ -29,6 +29,9 @@
  *             across partitioners and strategies.
  *   query:    -> "metrics" {"num-examples", "count-0".."count-9"} of the node's training
  *             partition; action "init-arrays" also returns "arrays", the seeded initial model.
+ * Attack (robustness experiments): with run config "malicious-nodes" = f, the nodes with
+ * partition-id < f train honestly, then reply global - "attack-scale" * (local - global): their
+ * update, sign-flipped and scaled.
  * Node config "partition-id" / "num-partitions" pick the partition (default 0 of 1).
  * Handlers run concurrently: the app struct is read-only after init.
  */
@@ -52,6 +55,8 @@ typedef struct app {
     int64_t batch_size;
     double proximal_mu;
     uint64_t seed;
+    int64_t malicious_nodes; /* partitions 0..malicious_nodes-1 send poisoned updates */
+    double attack_scale;
 } app_t;
 
 /* The hyperparameters of one call: the run config's, overridden by the message's config. */
@@ -375,6 +380,24 @@ message_config(const petal_message_t *msg)
     return content != NULL ? petal_recorddict_config(content, "config") : NULL;
 }
 
+/* The attack of a malicious node: local <- global - scale * (local - global), per element. */
+static void
+poison_update(pt_mlp_t *local, const pt_mlp_t *global, double scale)
+{
+    pt_mlp_t gv = *global; /* a copy of the pointers, for tensor_slot; read only */
+    for (int t = 0; t < 4; t++) {
+        uint32_t ndim;
+        uint64_t shape[2];
+        tensor_shape(t, &ndim, shape);
+        size_t n = (size_t)shape[0] * (ndim == 2 ? shape[1] : 1);
+        float *x = *tensor_slot(local, t);
+        const float *g = *tensor_slot(&gv, t);
+        for (size_t i = 0; i < n; i++) {
+            x[i] = (float)((double)g[i] - scale * ((double)x[i] - (double)g[i]));
+        }
+    }
+}
+
 /* ---- Handlers -------------------------------------------------------------------------------- */
 
 static int32_t
@@ -403,6 +426,17 @@ fm_init(const petal_configrecord_t *run_config, void **out)
     app->proximal_mu = hp.proximal_mu;
     app->seed = hp.seed;
     if ((rc = read_partitioner(run_config, app)) < 0) {
+        goto fail;
+    }
+    app->attack_scale = 10.0;
+    if (cfg_i64(run_config, "malicious-nodes", &app->malicious_nodes) < 0 ||
+        app->malicious_nodes < 0) {
+        rc = fail(NULL, PETAL_ECONFIG, "run config: \"malicious-nodes\" must be an integer >= 0");
+        goto fail;
+    }
+    if (cfg_f64(run_config, "attack-scale", &app->attack_scale) < 0 ||
+        !(app->attack_scale >= 0.0) || !isfinite(app->attack_scale)) {
+        rc = fail(NULL, PETAL_ECONFIG, "run config: \"attack-scale\" must be a number >= 0");
         goto fail;
     }
 
@@ -506,6 +540,9 @@ fm_train(void *p, petal_context_t *ctx, const petal_message_t *msg, petal_record
             rc = fail(ctx, rc, "training failed: %s", petal_strerror(rc));
             goto fail;
         }
+    }
+    if ((int64_t)pid < app->malicious_nodes) {
+        poison_update(&local, &global, app->attack_scale);
     }
     petal_metricrecord_t *mr = petal_recorddict_add_metrics(reply, "metrics");
     if (mr == NULL) {

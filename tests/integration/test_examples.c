@@ -307,6 +307,35 @@ START_TEST(test_fmnist_dirichlet_fedprox_learns)
 }
 END_TEST
 
+/* One of five nodes sends a sign-flipped, 10x update: FedAvg's model breaks, FedMedian's does not.
+ */
+START_TEST(test_fmnist_attack_median_resists)
+{
+    const char *strategies[] = {"fedavg", "fedmedian"};
+    double acc[2];
+    for (int i = 0; i < 2; i++) {
+        run_result_t r;
+        char cfg[256], name[32];
+        snprintf(cfg, sizeof(cfg),
+                 "num-server-rounds=2 malicious-nodes=1 attack-scale=10 strategy=%s "
+                 "min-train-nodes=5",
+                 strategies[i]);
+        snprintf(name, sizeof(name), "attack-%s.json", strategies[i]);
+        const char *h = in_work(name);
+        run_petal(&r, "sim", APP("fmnist"), "--num-supernodes", "5", "--run-config", cfg,
+                  "--history", h, NULL);
+        assert_ok(&r);
+        run_free(&r);
+        char *json = read_history(h);
+        acc[i] = history_metric(json, 2, "evaluate", "eval-acc");
+        free(json);
+    }
+    ck_assert_msg(acc[1] > 0.6, "FedMedian under attack reached only %f", acc[1]);
+    ck_assert_msg(acc[0] < acc[1] - 0.2, "the attack did not hurt FedAvg: %f vs median %f", acc[0],
+                  acc[1]);
+}
+END_TEST
+
 START_TEST(test_fmnist_partitioners)
 {
     /* Every partitioner by name runs; pathological gives each node 2 classes. */
@@ -629,6 +658,7 @@ examples_suite(void)
     tcase_set_timeout(tc, 280);
     tcase_add_test(tc, test_fmnist_dirichlet_fedprox_learns);
     tcase_add_test(tc, test_fmnist_partitioners);
+    tcase_add_test(tc, test_fmnist_attack_median_resists);
     tcase_add_test(tc, test_fmnist_unknown_partitioner);
     tcase_add_test(tc, test_synthetic_stragglers_learn);
     tcase_add_test(tc, test_synthetic_drop_stragglers);

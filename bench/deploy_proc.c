@@ -131,6 +131,13 @@ pt_dep_link_start(const pt_dep_link_opts_t *o, pt_dep_link_t *out)
         argv[k++] = "--heartbeat-interval";
         argv[k++] = hb;
     }
+    char maxconn[32];
+    if (o->nofile > 0) {
+        /* Many connections on purpose: lift the SuperLink's --max-connections (default 1000). */
+        snprintf(maxconn, sizeof(maxconn), "%llu", (unsigned long long)o->nofile);
+        argv[k++] = "--max-connections";
+        argv[k++] = maxconn;
+    }
     argv[k] = NULL;
     out->pid = spawn(argv, out->log_path, o->nofile);
     if (out->pid < 0) {

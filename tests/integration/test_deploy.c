@@ -27,6 +27,8 @@
 #include "runtime/buf.h"
 #include "runtime/codec.h"
 
+#include "procs.h"
+
 /*
  * Every test starts build/bin/petal-superlink, petal-supernode and petal as child processes on
  * 127.0.0.1 (ports from port 0, read from the SuperLink's "petal-superlink: fleet ..." line),
@@ -52,355 +54,13 @@
  * --node-config "partition-id=i num-partitions=n" behaves like simulated node i of n.
  */
 
-#define BIN_DIR PETAL_BUILD_DIR "/bin"
-#define PETAL_BIN BIN_DIR "/petal"
-#define SUPERLINK_BIN BIN_DIR "/petal-superlink"
-#define SUPERNODE_BIN BIN_DIR "/petal-supernode"
-#define TESTKIT_DIR PETAL_BUILD_DIR "/plugins/testkit"
 #define QUICKSTART_DIR PETAL_BUILD_DIR "/plugins/quickstart"
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist" /* PETAL_FMNIST_DEFAULT_DIR */
-#define TAG_VAR "PETAL_DEPLOY_TEST_TAG"
-#define CLI_TIMEOUT 30.0   /* one petal ls/nodes/log/stop call */
-#define START_TIMEOUT 15.0 /* a daemon's first sign of life */
-#define RUN_TIMEOUT 90.0   /* a whole run */
-#define MAX_DAEMONS 16
-#define MAX_ARGS 48
 #define W_LEN 8
-#define PATH_CAP 1200
-
-typedef struct proc {
-    pid_t pid;
-    int reaped;
-    int status;
-    char name[32];
-    char out[PATH_CAP];
-    char err[PATH_CAP];
-} proc_t;
-
-typedef struct tool_result {
-    int code;  /* exit status, -1 when it ended by a signal */
-    int signo; /* the signal that ended it, 0 if none */
-    char *out;
-    char *err;
-} tool_result_t;
-
-typedef struct superlink {
-    proc_t *p;
-    char fleet[96];   /* "127.0.0.1:PORT" */
-    char control[96]; /* "127.0.0.1:PORT" */
-} superlink_t;
-
-static char rootdir[512]; /* the suite's directory; also the tag value */
-static char workdir[1024];
-static proc_t daemons[MAX_DAEMONS];
-static int ndaemons;
-static int file_counter;
 
 /* ---- Time, files, directories ------------------------------------------------------------ */
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void
-nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static char *
-read_all(const char *path, size_t *len_out)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    size_t cap = 4096, len = 0, n;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len - 1 == 0) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    if (len_out != NULL) {
-        *len_out = len;
-    }
-    return buf;
-}
-
-/* A file's text, "" when it cannot be read (for failure messages). */
-static char *
-text_of(const char *path)
-{
-    char *t = read_all(path, NULL);
-    return t != NULL ? t : strdup("");
-}
-
-static void
-work_path(char *buf, size_t cap, const char *name)
-{
-    snprintf(buf, cap, "%s/%s", workdir, name);
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 /* ---- Processes ------------------------------------------------------------------------------ */
-
-/* SIGKILLs every process whose environment carries this suite's tag (by pid, one by one). */
-static void
-sweep_tagged(void)
-{
-    static char env[1 << 18];
-    char want[700];
-    if (rootdir[0] == '\0') {
-        return;
-    }
-    snprintf(want, sizeof(want), "%s=%s", TAG_VAR, rootdir);
-    DIR *d = opendir("/proc");
-    if (d == NULL) {
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 1 || pid == (long)getpid()) {
-            continue;
-        }
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
-        FILE *f = fopen(path, "rb");
-        if (f == NULL) {
-            continue;
-        }
-        size_t n = fread(env, 1, sizeof(env) - 1, f);
-        fclose(f);
-        env[n] = '\0';
-        for (size_t i = 0; i < n; i += strlen(env + i) + 1) {
-            if (strcmp(env + i, want) == 0) {
-                kill((pid_t)pid, SIGKILL);
-                break;
-            }
-        }
-    }
-    closedir(d);
-}
-
-/* Whether p has ended (reaps it the first time). */
-static int
-proc_exited(proc_t *p)
-{
-    if (p->reaped) {
-        return 1;
-    }
-    int st;
-    pid_t w = waitpid(p->pid, &st, WNOHANG);
-    if (w == p->pid) {
-        p->reaped = 1;
-        p->status = st;
-        return 1;
-    }
-    return 0;
-}
-
-/* Waits up to `timeout` seconds for p to end; 1 if it did. */
-static int
-proc_wait(proc_t *p, double timeout)
-{
-    double deadline = now_s() + timeout;
-    while (!proc_exited(p)) {
-        if (now_s() >= deadline) {
-            return 0;
-        }
-        nap_ms(10);
-    }
-    return 1;
-}
-
-static void
-proc_kill_group(proc_t *p)
-{
-    if (p->pid > 0 && !p->reaped) {
-        kill(-p->pid, SIGKILL);
-        kill(p->pid, SIGKILL);
-        int st;
-        if (waitpid(p->pid, &st, 0) == p->pid) {
-            p->reaped = 1;
-            p->status = st;
-        }
-    }
-}
-
-/* Ends every process this test started (daemons first, then anything tagged). */
-static void
-kill_all(void)
-{
-    for (int i = 0; i < ndaemons; i++) {
-        proc_kill_group(&daemons[i]);
-    }
-    ndaemons = 0;
-    sweep_tagged();
-    while (waitpid(-1, NULL, WNOHANG) > 0) {
-    }
-}
-
-/* Starts argv[0] with argv, output to <workdir>/<n>-<name>.stdout/.stderr. */
-static void
-spawn_into(proc_t *p, const char *name, const char *const *argv)
-{
-    memset(p, 0, sizeof(*p));
-    int idx = file_counter++;
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    snprintf(p->out, sizeof(p->out), "%s/%03d-%s.stdout", workdir, idx, name);
-    snprintf(p->err, sizeof(p->err), "%s/%03d-%s.stderr", workdir, idx, name);
-    char cache[PATH_CAP];
-    work_path(cache, sizeof(cache), "xdg-cache");
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(125);
-        }
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core); /* crash-node segfaults on purpose */
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int err = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0) {
-            _exit(126);
-        }
-        setenv(TAG_VAR, rootdir, 1);
-        setenv("XDG_CACHE_HOME", cache, 1);
-        unsetenv("PETAL_LOG_LEVEL");
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    setpgid(pid, pid); /* also here, so a kill right after the fork finds the group */
-    p->pid = pid;
-}
-
-/* A long-lived child: killed in the teardown whatever happens. */
-static proc_t *
-daemon_spawn(const char *name, const char *const *argv)
-{
-    ck_assert_int_lt(ndaemons, MAX_DAEMONS);
-    proc_t *p = &daemons[ndaemons++];
-    spawn_into(p, name, argv);
-    return p;
-}
-
-static void
-tool_free(tool_result_t *r)
-{
-    free(r->out);
-    free(r->err);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Runs bin with the NULL-terminated arguments and waits for it, at most `timeout` seconds. */
-static void
-run_tool(tool_result_t *r, double timeout, const char *bin, ...)
-{
-    const char *argv[MAX_ARGS];
-    int argc = 0;
-    va_list ap;
-    argv[argc++] = bin;
-    va_start(ap, bin);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(argc, MAX_ARGS - 1);
-        argv[argc++] = a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
-    const char *base = strrchr(bin, '/');
-    proc_t p;
-    spawn_into(&p, base != NULL ? base + 1 : bin, argv);
-    int ended = proc_wait(&p, timeout);
-    if (!ended) {
-        proc_kill_group(&p);
-    }
-    memset(r, 0, sizeof(*r));
-    r->code = WIFEXITED(p.status) ? WEXITSTATUS(p.status) : -1;
-    r->signo = WIFSIGNALED(p.status) ? WTERMSIG(p.status) : 0;
-    r->out = text_of(p.out);
-    r->err = text_of(p.err);
-    ck_assert_msg(ended, "%s %s did not end within %.0f s\nstdout:\n%s\nstderr:\n%s", bin,
-                  argc > 1 ? argv[1] : "", timeout, r->out, r->err);
-    ck_assert_msg(r->signo == 0, "%s %s crashed with signal %d (%s)\nstdout:\n%s\nstderr:\n%s", bin,
-                  argc > 1 ? argv[1] : "", r->signo, strsignal(r->signo), r->out, r->err);
-    ck_assert_msg(r->code != 127 && r->code != 126, "cannot start %s (is it built?)", bin);
-}
-
-static void
-assert_ok(const tool_result_t *r, const char *what)
-{
-    ck_assert_msg(r->code == 0, "%s exited %d\nstdout:\n%s\nstderr:\n%s", what, r->code, r->out,
-                  r->err);
-}
-
-/* A refusal: exit status `code` (-2: any non-zero) and every needle on stderr. */
-static void
-assert_refused(const tool_result_t *r, int code, ...)
-{
-    ck_assert_msg(code == -2 ? r->code > 0 : r->code == code,
-                  "exited %d, expected %s%d\nstdout:\n%s\nstderr:\n%s", r->code,
-                  code == -2 ? "non-zero, not " : "", code == -2 ? 0 : code, r->out, r->err);
-    va_list ap;
-    va_start(ap, code);
-    const char *needle;
-    while ((needle = va_arg(ap, const char *)) != NULL) {
-        ck_assert_msg(strstr(r->err, needle) != NULL, "stderr lacks \"%s\":\n%s", needle, r->err);
-    }
-    va_end(ap);
-}
-
-/* Waits until `needle` shows up in p's stdout (which = 1) or stderr (2); 1 if it did. */
-static int
-wait_text(proc_t *p, int which, const char *needle, double timeout)
-{
-    double deadline = now_s() + timeout;
-    for (;;) {
-        char *t = read_all(which == 1 ? p->out : p->err, NULL);
-        int found = t != NULL && strstr(t, needle) != NULL;
-        free(t);
-        if (found) {
-            return 1;
-        }
-        if (now_s() >= deadline || proc_exited(p)) {
-            t = read_all(which == 1 ? p->out : p->err, NULL);
-            found = t != NULL && strstr(t, needle) != NULL;
-            free(t);
-            return found;
-        }
-        nap_ms(20);
-    }
-}
 
 /* A TCP port on 127.0.0.1 that nobody listened on a moment ago. */
 static int
@@ -419,125 +79,6 @@ free_port(void)
 
 /* ---- The daemons ----------------------------------------------------------------------------- */
 
-/* Starts petal-superlink --insecure with the extra arguments (NULL-terminated); ports default
- * to 127.0.0.1:0. Returns once it printed where it listens. */
-static void
-superlink_start(superlink_t *l, ...)
-{
-    static char cache[PATH_CAP];
-    const char *argv[MAX_ARGS];
-    const char *extra[MAX_ARGS];
-    int n = 0, ne = 0, fleet = 0, control = 0;
-    va_list ap;
-    va_start(ap, l);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(ne, MAX_ARGS - 12);
-        fleet |= strcmp(a, "--fleet-address") == 0;
-        control |= strcmp(a, "--control-address") == 0;
-        extra[ne++] = a;
-    }
-    va_end(ap);
-    work_path(cache, sizeof(cache), "superlink-cache");
-    argv[n++] = SUPERLINK_BIN;
-    argv[n++] = "--insecure";
-    argv[n++] = "--cache-dir";
-    argv[n++] = cache;
-    if (!fleet) {
-        argv[n++] = "--fleet-address";
-        argv[n++] = "127.0.0.1:0";
-    }
-    if (!control) {
-        argv[n++] = "--control-address";
-        argv[n++] = "127.0.0.1:0";
-    }
-    for (int i = 0; i < ne; i++) {
-        argv[n++] = extra[i];
-    }
-    argv[n] = NULL;
-    memset(l, 0, sizeof(*l));
-    l->p = daemon_spawn("superlink", argv);
-    double deadline = now_s() + START_TIMEOUT;
-    for (;;) {
-        char *out = read_all(l->p->out, NULL);
-        const char *line = out != NULL ? strstr(out, "petal-superlink: fleet ") : NULL;
-        if (line != NULL && strchr(line, '\n') != NULL) {
-            char f[96], c[96];
-            int got = sscanf(line, "petal-superlink: fleet tcp://%95s control tcp://%95s", f, c);
-            ck_assert_msg(got == 2, "cannot read the SuperLink's addresses from:\n%s", out);
-            snprintf(l->fleet, sizeof(l->fleet), "%s", f);
-            snprintf(l->control, sizeof(l->control), "%s", c);
-            free(out);
-            return;
-        }
-        free(out);
-        if (proc_exited(l->p) || now_s() > deadline) {
-            char *err = text_of(l->p->err);
-            ck_abort_msg("petal-superlink did not start (%s)\nstderr:\n%s",
-                         l->p->reaped ? "it exited" : "no address line in time", err);
-        }
-        nap_ms(20);
-    }
-}
-
-/* Starts a SuperNode for partition `partition` of `partitions` (key: --node-key or NULL), with
- * the extra arguments (NULL-terminated). */
-static proc_t *
-supernode_start(const superlink_t *l, int partition, int partitions, const char *key, ...)
-{
-    static char configs[MAX_DAEMONS][96];
-    static char caches[MAX_DAEMONS][PATH_CAP];
-    static int next;
-    const char *argv[MAX_ARGS];
-    int n = 0, slot = next++ % MAX_DAEMONS;
-    char name[64];
-    snprintf(configs[slot], sizeof(configs[slot]), "partition-id=%d num-partitions=%d", partition,
-             partitions);
-    snprintf(name, sizeof(name), "node%d-cache", partition);
-    work_path(caches[slot], sizeof(caches[slot]), name);
-    argv[n++] = SUPERNODE_BIN;
-    argv[n++] = "--superlink";
-    argv[n++] = l->fleet;
-    argv[n++] = "--insecure";
-    argv[n++] = "--node-config";
-    argv[n++] = configs[slot];
-    argv[n++] = "--cache-dir";
-    argv[n++] = caches[slot];
-    if (key != NULL) {
-        argv[n++] = "--node-key";
-        argv[n++] = key;
-    }
-    va_list ap;
-    va_start(ap, key);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(n, MAX_ARGS - 1);
-        argv[n++] = a;
-    }
-    va_end(ap);
-    argv[n] = NULL;
-    snprintf(name, sizeof(name), "node%d", partition);
-    return daemon_spawn(name, argv);
-}
-
-/* The node id the SuperNode reports in its latest "registered ... as node N" line. */
-static uint64_t
-supernode_id(proc_t *p)
-{
-    const char *key = " as node ";
-    ck_assert_msg(wait_text(p, 2, key, START_TIMEOUT), "%s did not register:\n%s", p->name,
-                  text_of(p->err));
-    char *err = text_of(p->err);
-    const char *last = NULL;
-    for (const char *s = err; (s = strstr(s, key)) != NULL; s += strlen(key)) {
-        last = s;
-    }
-    unsigned long long id = strtoull(last + strlen(key), NULL, 10);
-    free(err);
-    ck_assert_uint_gt(id, 0);
-    return id;
-}
-
 /* Starts SuperNodes for partitions 0..n-1 one after the other (so node ids follow the
  * partitions) and returns their ids. */
 static void
@@ -551,19 +92,6 @@ supernodes_start(const superlink_t *l, int n, proc_t **nodes, uint64_t *ids, con
 }
 
 /* ---- What the CLI reports ----------------------------------------------------------------- */
-
-static char *
-nodes_json(const superlink_t *l)
-{
-    tool_result_t r;
-    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "nodes", "--superlink", l->control, "--insecure",
-             "--format", "json", NULL);
-    assert_ok(&r, "petal nodes");
-    char *out = r.out;
-    r.out = NULL;
-    tool_free(&r);
-    return out;
-}
 
 /* 1 online, 0 offline, -1 not listed. */
 static int
@@ -580,34 +108,6 @@ node_online(const char *json, uint64_t id)
     ck_assert_msg(o != NULL && end != NULL && o < end, "no \"online\" for node %llu:\n%s",
                   (unsigned long long)id, json);
     return strncmp(o + strlen("\"online\": "), "true", 4) == 0;
-}
-
-static int
-count_text(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
-        n++;
-    }
-    return n;
-}
-
-/* Waits until `want` nodes are online; returns the listing. */
-static char *
-wait_online(const superlink_t *l, int want, double timeout)
-{
-    double deadline = now_s() + timeout;
-    for (;;) {
-        char *json = nodes_json(l);
-        int online = count_text(json, "\"online\": true");
-        if (online == want) {
-            return json;
-        }
-        ck_assert_msg(now_s() < deadline, "%d nodes online after %.0f s, expected %d:\n%s", online,
-                      timeout, want, json);
-        free(json);
-        nap_ms(100);
-    }
 }
 
 /* Waits until node `id` is listed with online = `want`. */
@@ -629,76 +129,12 @@ wait_node_state(const superlink_t *l, uint64_t id, int want, double timeout)
     }
 }
 
-/* Copies the JSON string value of `key` found after `from` (before `end`) into buf. */
-static int
-json_str_field(const char *from, const char *end, const char *key, char *buf, size_t cap)
-{
-    char k[64];
-    snprintf(k, sizeof(k), "\"%s\": \"", key);
-    const char *p = strstr(from, k);
-    if (p == NULL || (end != NULL && p > end)) {
-        return -1;
-    }
-    p += strlen(k);
-    size_t n = 0;
-    for (; *p != '\0' && *p != '"' && n + 1 < cap; p++) {
-        if (*p == '\\' && p[1] != '\0') {
-            p++;
-        }
-        buf[n++] = *p;
-    }
-    buf[n] = '\0';
-    return 0;
-}
-
-/* The status and reason `petal ls --format json` gives run `run_id`; 0, or -1 if unlisted. */
-static int
-run_status(const superlink_t *l, int64_t run_id, char *status, size_t scap, char *reason,
-           size_t rcap)
-{
-    tool_result_t r;
-    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", l->control, "--insecure", "--format",
-             "json", NULL);
-    assert_ok(&r, "petal ls");
-    char key[64];
-    snprintf(key, sizeof(key), "\"run-id\": %lld,", (long long)run_id);
-    const char *p = strstr(r.out, key);
-    int rc = -1;
-    if (p != NULL) {
-        const char *end = strchr(p, '}');
-        ck_assert_msg(json_str_field(p, end, "status", status, scap) == 0 &&
-                          json_str_field(p, end, "reason", reason, rcap) == 0,
-                      "petal ls lacks status or reason:\n%s", r.out);
-        rc = 0;
-    }
-    tool_free(&r);
-    return rc;
-}
-
-/* Waits until run `run_id` has status `want`; returns the seconds it took. */
-static double
-wait_run_status(const superlink_t *l, int64_t run_id, const char *want, char *reason, size_t rcap,
-                double timeout)
-{
-    double start = now_s(), deadline = start + timeout;
-    char status[64] = "";
-    for (;;) {
-        if (run_status(l, run_id, status, sizeof(status), reason, rcap) == 0 &&
-            strcmp(status, want) == 0) {
-            return now_s() - start;
-        }
-        ck_assert_msg(now_s() < deadline, "run %lld is \"%s\" after %.0f s, expected \"%s\"",
-                      (long long)run_id, status, timeout, want);
-        nap_ms(100);
-    }
-}
-
 /* `petal run TESTKIT --stream` in the background, with --history/--save-arrays when given. */
 static proc_t *
 run_in_background(const superlink_t *l, const char *run_config, const char *history,
                   const char *arrays)
 {
-    const char *argv[MAX_ARGS];
+    const char *argv[PROCS_MAX_ARGS];
     int n = 0;
     argv[n++] = PETAL_BIN;
     argv[n++] = "run";
@@ -956,69 +392,6 @@ assert_w(const float w[W_LEN], double delta)
 
 /* ---- Fixtures ---------------------------------------------------------------------------------
  */
-
-/* In the runner process: reaps what the sweep killed. The runner is a child subreaper (see
- * main), so daemons orphaned by a crashed test process end up here instead of as zombies. */
-static void
-reap_orphans(void)
-{
-    double deadline = now_s() + 5;
-    for (;;) {
-        pid_t w = waitpid(-1, NULL, WNOHANG);
-        if (w > 0) {
-            continue;
-        }
-        if (w < 0 || now_s() > deadline) {
-            return; /* ECHILD: none left */
-        }
-        nap_ms(10);
-    }
-}
-
-/* Made and removed in the runner process (an unchecked fixture), so it goes away and the tag
- * is swept even when a test fails inside its forked child. */
-static void
-suite_setup(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(rootdir, sizeof(rootdir), "%s/petal-deploy-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (mkdtemp(rootdir) == NULL) {
-        rootdir[0] = '\0';
-    }
-}
-
-static void
-suite_teardown(void)
-{
-    sweep_tagged();
-    reap_orphans();
-    if (getenv("PETAL_TEST_KEEP") != NULL && rootdir[0] != '\0') {
-        fprintf(stderr, "test_deploy: PETAL_TEST_KEEP: the logs stay in %s\n", rootdir);
-        rootdir[0] = '\0';
-    }
-    if (rootdir[0] != '\0') {
-        nftw(rootdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-        rootdir[0] = '\0';
-    }
-}
-
-static void
-setup(void)
-{
-    ck_assert_msg(rootdir[0] != '\0', "cannot create a temporary directory");
-    sweep_tagged(); /* anything an earlier failed test left */
-    snprintf(workdir, sizeof(workdir), "%s/test-XXXXXX", rootdir);
-    ck_assert_ptr_nonnull(mkdtemp(workdir));
-    ndaemons = 0;
-    file_counter = 0;
-    atexit(kill_all); /* a failed assertion ends the test process without the teardown */
-}
-
-static void
-teardown(void)
-{
-    kill_all();
-}
 
 /* ---- 1. Simulation and deployment give the same run ---------------------------------------- */
 
@@ -1578,8 +951,8 @@ deploy_suite(void)
 {
     Suite *s = suite_create("deployment");
     TCase *tc = tcase_create("runs");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, procs_suite_setup, procs_suite_teardown);
+    tcase_add_checked_fixture(tc, procs_setup, procs_teardown);
     tcase_set_timeout(tc, 100);
     tcase_add_test(tc, test_parity_with_simulation);
     tcase_add_test(tc, test_parity_quickstart);
@@ -1592,8 +965,8 @@ deploy_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad input");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, procs_suite_setup, procs_suite_teardown);
+    tcase_add_checked_fixture(tc, procs_setup, procs_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cli_needs_insecure);
     tcase_add_test(tc, test_cli_bad_superlink);
@@ -1606,8 +979,7 @@ deploy_suite(void)
 int
 main(void)
 {
-    /* Orphaned grandchildren (a test process that crashed) are reparented to this process. */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    procs_main_init("deploy");
     SRunner *sr = srunner_create(deploy_suite());
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh - installs the Debian packages Petal needs that are missing; quiet when none are.
 set -eu
-PKGS="build-essential cmake pkg-config libuv1-dev libmsgpack-dev libsodium-dev check libsqlite3-dev
+PKGS="build-essential cmake pkg-config libuv1-dev libmsgpack-dev libsodium-dev libssl-dev check libsqlite3-dev
 libinih-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist clang libclang-rt-14-dev
 libcairo2-dev libjson-c-dev fonts-dejavu-core"
 missing=""

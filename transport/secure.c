@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "../runtime/log.h"
+#include "gcm.h"
 #include "secure.h"
 #include "stream.h"
 
@@ -30,10 +31,15 @@
 #define AEAD_ABYTES crypto_aead_xchacha20poly1305_ietf_ABYTES       /* 16 */
 #define AEAD_NPUB crypto_aead_xchacha20poly1305_ietf_NPUBBYTES      /* 24 */
 #define SS_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES /* 24 */
-#define HELLO_LEN (2 + KEY_BYTES)                                   /* type, role, e */
+#define HELLO_LEN (3 + KEY_BYTES)                                   /* type, role, e, ciphers */
 #define AUTH_PLAIN (KEY_BYTES + PT_KEY_SIG_BYTES)                   /* pk, sig */
 #define AUTH_LEN (1 + AUTH_PLAIN + AEAD_ABYTES)
-#define STREAM_LEN (1 + SS_HEADER)
+#define STREAM_LEN (1 + SS_HEADER + AEAD_ABYTES) /* type, AEAD(header) */
+#define GCM_NPUB PT_GCM_NONCE_BYTES              /* 12 */
+#define GCM_ABYTES PT_GCM_TAG_BYTES              /* 16 */
+#define GCM_AD (PT_SECURE_RECORD_HEAD + 1)       /* the head and the record type */
+#define REC_TYPE_DATA 0x00                       /* an AES-256-GCM record's first byte */
+#define CIPHERS_KNOWN (PT_SECURE_XCHACHA20POLY1305 | PT_SECURE_AES256GCM)
 #define REASON_MAX 300 /* bytes of a refusal or alert text */
 
 #define LABEL_TRANSCRIPT "petal secure channel v1"
@@ -45,6 +51,7 @@
 #define LABEL_TR_C2S "petal-sc-v1 traffic c2s"
 
 _Static_assert(PT_SECURE_ABYTES == crypto_secretstream_xchacha20poly1305_ABYTES, "ABYTES");
+_Static_assert(PT_SECURE_ABYTES == 1 + GCM_ABYTES, "both ciphers have the same record overhead");
 _Static_assert(PT_KEY_PUBLIC_BYTES == crypto_sign_PUBLICKEYBYTES, "public key size");
 _Static_assert(PT_SECURE_MAX_HANDSHAKE_RECORD >= 2 + REASON_MAX + AEAD_ABYTES, "room");
 
@@ -67,12 +74,22 @@ struct secrets {
     uint8_t k_hs_s2c[KEY_BYTES];
     uint8_t k_hs_c2s[KEY_BYTES];
     uint8_t k_tmp[KEY_BYTES];
+    uint8_t k_gcm_tx[KEY_BYTES]; /* AES-256-GCM: the traffic keys until established */
+    uint8_t k_gcm_rx[KEY_BYTES];
 };
 
 _Static_assert(sizeof(struct secrets) % 64 == 0, "sodium_malloc aligns a multiple of 64 bytes");
 
+/* The record states of the session's cipher. */
 struct streams {
-    crypto_secretstream_xchacha20poly1305_state tx, rx;
+    union {
+        struct {
+            crypto_secretstream_xchacha20poly1305_state tx, rx;
+        } ss;
+        struct {
+            pt_gcm_t *tx, *rx; /* expanded keys; the nonces are record numbers */
+        } gcm;
+    } u;
 };
 
 struct pt_secure_session {
@@ -81,6 +98,8 @@ struct pt_secure_session {
     int status; /* the error once failed */
     char err[400];
     const pt_keypair_t *identity;
+    unsigned offered; /* the record ciphers this side offers (PT_SECURE_* bits) */
+    int cipher;       /* the one both chose in the HELLOs, 0 before */
     int has_pin;
     uint8_t pin[KEY_BYTES];
     int (*authorize)(void *ctx, const uint8_t peer_pk[PT_KEY_PUBLIC_BYTES], char *why, size_t cap);
@@ -134,6 +153,10 @@ static void
 free_streams(pt_secure_session_t *s)
 {
     if (s->st != NULL) {
+        if (s->cipher == PT_SECURE_AES256GCM) {
+            pt_gcm_free(s->st->u.gcm.tx);
+            pt_gcm_free(s->st->u.gcm.rx);
+        }
         sodium_memzero(s->st, sizeof(*s->st));
         free(s->st);
         s->st = NULL;
@@ -144,12 +167,20 @@ free_streams(pt_secure_session_t *s)
 static int
 establish(pt_secure_session_t *s)
 {
-    s->st = malloc(sizeof(*s->st));
+    s->st = calloc(1, sizeof(*s->st));
     if (s->st == NULL) {
         return -1;
     }
-    memcpy(&s->st->tx, &s->sk->tx, sizeof(s->st->tx));
-    memcpy(&s->st->rx, &s->sk->rx, sizeof(s->st->rx));
+    if (s->cipher == PT_SECURE_AES256GCM) {
+        if (pt_gcm_new(s->sk->k_gcm_tx, 1, &s->st->u.gcm.tx) != 0 ||
+            pt_gcm_new(s->sk->k_gcm_rx, 0, &s->st->u.gcm.rx) != 0) {
+            free_streams(s);
+            return -1;
+        }
+    } else {
+        memcpy(&s->st->u.ss.tx, &s->sk->tx, sizeof(s->st->u.ss.tx));
+        memcpy(&s->st->u.ss.rx, &s->sk->rx, sizeof(s->st->u.ss.rx));
+    }
     wipe_handshake(s);
     s->state = ST_EST;
     return 0;
@@ -299,6 +330,7 @@ pt_secure_session_new(int role, const pt_secure_opts_t *opts, pt_secure_session_
 {
     pt_secure_session_t *s;
     uint8_t e_pk[KEY_BYTES];
+    unsigned offered;
 
     if ((role != PT_SECURE_CLIENT && role != PT_SECURE_SERVER) || opts == NULL ||
         opts->identity == NULL || opts->identity->sk == NULL || out == NULL) {
@@ -307,10 +339,15 @@ pt_secure_session_new(int role, const pt_secure_opts_t *opts, pt_secure_session_
     if (pt_keys_init() != 0) {
         return PETAL_ENOMEM;
     }
+    offered = pt_secure_ciphers_available() & (opts->ciphers != 0 ? opts->ciphers : CIPHERS_KNOWN);
+    if (offered == 0) {
+        return PETAL_EINVAL;
+    }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return PETAL_ENOMEM;
     }
+    s->offered = offered;
     s->sk = sodium_malloc(sizeof(struct secrets));
     if (s->sk == NULL) {
         free(s);
@@ -330,6 +367,7 @@ pt_secure_session_new(int role, const pt_secure_opts_t *opts, pt_secure_session_
     s->my_hello[0] = HS_HELLO;
     s->my_hello[1] = role == PT_SECURE_SERVER ? 'S' : 'C';
     memcpy(s->my_hello + 2, e_pk, KEY_BYTES);
+    s->my_hello[2 + KEY_BYTES] = (uint8_t)offered;
     crypto_generichash_init(&s->sk->th, NULL, 0, KEY_BYTES);
     crypto_generichash_update(&s->sk->th, (const uint8_t *)LABEL_TRANSCRIPT,
                               strlen(LABEL_TRANSCRIPT));
@@ -390,6 +428,35 @@ pt_secure_peer_key(const pt_secure_session_t *s, uint8_t out[PT_KEY_PUBLIC_BYTES
     }
     memcpy(out, s->peer_pk, KEY_BYTES);
     return 0;
+}
+
+unsigned
+pt_secure_ciphers_available(void)
+{
+    if (pt_keys_init() != 0) {
+        return 0;
+    }
+    return PT_SECURE_XCHACHA20POLY1305 |
+           (crypto_aead_aes256gcm_is_available() ? PT_SECURE_AES256GCM : 0u);
+}
+
+int
+pt_secure_cipher(const pt_secure_session_t *s)
+{
+    return s != NULL ? s->cipher : 0;
+}
+
+const char *
+pt_secure_cipher_name(int cipher)
+{
+    switch (cipher) {
+    case PT_SECURE_XCHACHA20POLY1305:
+        return "XChaCha20-Poly1305";
+    case PT_SECURE_AES256GCM:
+        return "AES-256-GCM";
+    default:
+        return "none";
+    }
 }
 
 uint64_t
@@ -477,6 +544,7 @@ on_hello(pt_secure_session_t *s, const uint8_t *b, size_t n)
     uint8_t peer_hello[HELLO_LEN];
     uint8_t msg[96], plain[AUTH_PLAIN], ct[AUTH_PLAIN + AEAD_ABYTES], npub[AEAD_NPUB];
     unsigned long long clen = 0;
+    unsigned common;
 
     if (n != HELLO_LEN || b[1] != want_role) {
         return fail_alert(s, PETAL_EPROTO, "malformed HELLO",
@@ -484,6 +552,15 @@ on_hello(pt_secure_session_t *s, const uint8_t *b, size_t n)
                           b[n > 1 ? 1 : 0]);
     }
     memcpy(peer_hello, b, HELLO_LEN);
+    /* Both HELLOs enter the transcript that both sides sign: a changed offer fails AUTH. */
+    common = s->offered & peer_hello[2 + KEY_BYTES];
+    if (common == 0) {
+        return fail_alert(s, PETAL_EPROTO, "no record cipher in common",
+                          "no record cipher in common with the %s (it offers 0x%02x, this side "
+                          "0x%02x)",
+                          peer_name(s), peer_hello[2 + KEY_BYTES], s->offered);
+    }
+    s->cipher = (common & PT_SECURE_AES256GCM) ? PT_SECURE_AES256GCM : PT_SECURE_XCHACHA20POLY1305;
     if (crypto_scalarmult(k->dh, k->e_sk, peer_hello + 2) != 0) {
         return fail_alert(s, PETAL_EPROTO, "invalid ephemeral key",
                           "the %s sent an invalid ephemeral key", peer_name(s));
@@ -552,14 +629,27 @@ open_auth(pt_secure_session_t *s, const uint8_t *b, size_t n, const uint8_t *key
     return 0;
 }
 
-/* Derives the traffic keys from H3 and starts this side's push stream; hdr = its header. */
+/* AES-256-GCM: a direction's key = BLAKE2b-256(key = its traffic key, the 24-byte header). */
+static void
+gcm_key(const uint8_t traffic[KEY_BYTES], const uint8_t hdr[SS_HEADER], uint8_t out[KEY_BYTES])
+{
+    crypto_generichash(out, KEY_BYTES, hdr, SS_HEADER, traffic, KEY_BYTES);
+}
+
+/* Derives the traffic keys from H3 and starts this side's sending stream; hdr = its header
+ * (secretstream's, or 24 random bytes salting the AES-256-GCM key). */
 static void
 traffic_keys(pt_secure_session_t *s, uint8_t hdr[SS_HEADER])
 {
     struct secrets *k = s->sk;
 
     kdf(s, s->role == PT_SECURE_CLIENT ? LABEL_TR_C2S : LABEL_TR_S2C, k->k_tmp);
-    crypto_secretstream_xchacha20poly1305_init_push(&k->tx, hdr, k->k_tmp);
+    if (s->cipher == PT_SECURE_AES256GCM) {
+        randombytes_buf(hdr, SS_HEADER);
+        gcm_key(k->k_tmp, hdr, k->k_gcm_tx);
+    } else {
+        crypto_secretstream_xchacha20poly1305_init_push(&k->tx, hdr, k->k_tmp);
+    }
     sodium_memzero(k->k_tmp, sizeof(k->k_tmp));
 }
 
@@ -570,7 +660,11 @@ start_pull(pt_secure_session_t *s, const uint8_t hdr[SS_HEADER])
 
     /* The transcript hash of the pull key is the one the push keys came from (H3). */
     kdf(s, s->role == PT_SECURE_CLIENT ? LABEL_TR_S2C : LABEL_TR_C2S, k->k_tmp);
-    crypto_secretstream_xchacha20poly1305_init_pull(&k->rx, hdr, k->k_tmp);
+    if (s->cipher == PT_SECURE_AES256GCM) {
+        gcm_key(k->k_tmp, hdr, k->k_gcm_rx);
+    } else {
+        crypto_secretstream_xchacha20poly1305_init_pull(&k->rx, hdr, k->k_tmp);
+    }
     sodium_memzero(k->k_tmp, sizeof(k->k_tmp));
 }
 
@@ -580,7 +674,7 @@ client_on_auth(pt_secure_session_t *s, const uint8_t *b, size_t n)
 {
     struct secrets *k = s->sk;
     uint8_t plain[AUTH_PLAIN], msg[96], ct[AUTH_PLAIN + AEAD_ABYTES], npub[AEAD_NPUB];
-    uint8_t body[AUTH_LEN], hdr[SS_HEADER];
+    uint8_t body[AUTH_LEN], hdr[SS_HEADER], shdr[SS_HEADER + AEAD_ABYTES];
     char why[400], told[300];
     unsigned long long clen = 0;
     int r;
@@ -605,8 +699,12 @@ client_on_auth(pt_secure_session_t *s, const uint8_t *b, size_t n)
     memcpy(body + 1, ct, sizeof(ct));
     transcript_add(s, body, sizeof(body)); /* h = H3 */
     traffic_keys(s, hdr);
+    /* STREAM = AEAD(k_hs_c2s, nonce 1, ad H3, header): the header is authenticated too. */
+    nonce(npub, 1);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(shdr, &clen, hdr, sizeof(hdr), s->h, KEY_BYTES, NULL,
+                                               npub, k->k_hs_c2s);
     if (out_record(s, HS_AUTH, ct, sizeof(ct)) != 0 ||
-        out_record(s, HS_STREAM, hdr, sizeof(hdr)) != 0) {
+        out_record(s, HS_STREAM, shdr, sizeof(shdr)) != 0) {
         return fail(s, PETAL_ENOMEM, "out of memory");
     }
     s->state = ST_RESULT;
@@ -689,11 +787,22 @@ client_on_result(pt_secure_session_t *s, const uint8_t *b, size_t n)
 static int
 server_on_stream(pt_secure_session_t *s, const uint8_t *b, size_t n)
 {
+    uint8_t hdr[SS_HEADER], npub[AEAD_NPUB];
+    unsigned long long hlen = 0;
+
     if (n != STREAM_LEN) {
         return fail_alert(s, PETAL_EPROTO, "malformed STREAM",
                           "malformed STREAM from the client (%zu bytes)", n);
     }
-    start_pull(s, b + 1);
+    nonce(npub, 1);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(hdr, &hlen, NULL, b + 1, n - 1, s->h, KEY_BYTES,
+                                                   npub, s->sk->k_hs_c2s) != 0 ||
+        hlen != SS_HEADER) {
+        return fail_alert(s, PETAL_EPROTO, "STREAM failed authentication",
+                          "the client's STREAM failed authentication (the handshake was "
+                          "tampered with)");
+    }
+    start_pull(s, hdr);
     if (establish(s) != 0) {
         return fail(s, PETAL_ENOMEM, "out of memory");
     }
@@ -809,6 +918,54 @@ pt_secure_handshake_input(pt_secure_session_t *s, const uint8_t *in, size_t n, s
 
 /* ---- Records -------------------------------------------------------------------------------- */
 
+/* AES-256-GCM's nonce of record number i (0, 1, ... per direction; the keys are per
+ * direction and per connection, so a nonce is never used twice with one key). */
+static void
+gcm_nonce(uint8_t npub[GCM_NPUB], uint64_t i)
+{
+    memset(npub, 0, GCM_NPUB);
+    for (int b = 0; b < 8; b++) {
+        npub[GCM_NPUB - 1 - b] = (uint8_t)(i >> (8 * b));
+    }
+}
+
+/* AES-256-GCM: seals m[0, n) as record number i: [head][type][ciphertext][tag], the head and
+ * the type being the additional data. 0, or -1. */
+static int
+gcm_seal(pt_secure_session_t *s, uint64_t i, const uint8_t *m, size_t n, uint8_t *out)
+{
+    uint8_t npub[GCM_NPUB];
+
+    be32_put(out, (uint32_t)(n + PT_SECURE_ABYTES));
+    out[PT_SECURE_RECORD_HEAD] = REC_TYPE_DATA;
+    gcm_nonce(npub, i);
+    return pt_gcm_seal(s->st->u.gcm.tx, npub, out, GCM_AD, m, n, out + GCM_AD, out + GCM_AD + n);
+}
+
+/* AES-256-GCM: opens record number i (a whole record, its length checked): 0 or -1. */
+static int
+gcm_open(pt_secure_session_t *s, uint64_t i, const uint8_t *rec, size_t len, uint8_t *out)
+{
+    uint8_t npub[GCM_NPUB];
+    size_t clen = len - PT_SECURE_RECORD_OVERHEAD;
+
+    if (rec[PT_SECURE_RECORD_HEAD] != REC_TYPE_DATA) {
+        return -1;
+    }
+    gcm_nonce(npub, i);
+    return pt_gcm_open(s->st->u.gcm.rx, npub, rec, GCM_AD, rec + GCM_AD, clen, rec + GCM_AD + clen,
+                       out);
+}
+
+/* A record's length agrees with its head and the limits. */
+static int
+record_ok(const uint8_t *rec, size_t len)
+{
+    return len >= PT_SECURE_RECORD_OVERHEAD &&
+           len - PT_SECURE_RECORD_OVERHEAD <= PT_SECURE_MAX_RECORD &&
+           be32_get(rec) == len - PT_SECURE_RECORD_HEAD;
+}
+
 int64_t
 pt_secure_seal(pt_secure_session_t *s, const uint8_t *m, size_t n, uint8_t *out)
 {
@@ -816,9 +973,20 @@ pt_secure_seal(pt_secure_session_t *s, const uint8_t *m, size_t n, uint8_t *out)
         (m == NULL && n > 0)) {
         return PETAL_EINVAL;
     }
-    be32_put(out, (uint32_t)(n + PT_SECURE_ABYTES));
-    crypto_secretstream_xchacha20poly1305_push(&s->st->tx, out + PT_SECURE_RECORD_HEAD, NULL, m, n,
-                                               out, PT_SECURE_RECORD_HEAD, 0);
+    if (s->rec_out >= PT_SECURE_MAX_RECORDS) {
+        return fail(s, PETAL_EPROTO, "%llu records sealed: reconnect for fresh keys",
+                    (unsigned long long)s->rec_out);
+    }
+    if (s->cipher == PT_SECURE_AES256GCM) {
+        if (gcm_seal(s, s->rec_out, m, n, out) != 0) {
+            return fail(s, PETAL_ENOMEM, "cannot seal record %llu",
+                        (unsigned long long)s->rec_out + 1);
+        }
+    } else {
+        be32_put(out, (uint32_t)(n + PT_SECURE_ABYTES));
+        crypto_secretstream_xchacha20poly1305_push(&s->st->u.ss.tx, out + PT_SECURE_RECORD_HEAD,
+                                                   NULL, m, n, out, PT_SECURE_RECORD_HEAD, 0);
+    }
     s->rec_out++;
     return (int64_t)(n + PT_SECURE_RECORD_OVERHEAD);
 }
@@ -835,24 +1003,38 @@ pt_secure_record_len(const uint8_t head[PT_SECURE_RECORD_HEAD], size_t *body_len
     return 0;
 }
 
+static int
+fail_record(pt_secure_session_t *s, uint64_t k)
+{
+    return fail(s, PETAL_EPROTO, "record %llu failed authentication: closing",
+                (unsigned long long)(s->rec_in + k + 1));
+}
+
 int
 pt_secure_open(pt_secure_session_t *s, const uint8_t *rec, size_t len, uint8_t *out,
                size_t *out_len)
 {
     unsigned long long mlen = 0;
     unsigned char tag = 0;
+    int bad;
 
     if (s == NULL || s->state != ST_EST || rec == NULL || out == NULL || out_len == NULL) {
         return s != NULL && s->state == ST_FAILED ? s->status : PETAL_EINVAL;
     }
-    if (len < PT_SECURE_RECORD_OVERHEAD || len - PT_SECURE_RECORD_OVERHEAD > PT_SECURE_MAX_RECORD ||
-        be32_get(rec) != len - PT_SECURE_RECORD_HEAD ||
-        crypto_secretstream_xchacha20poly1305_pull(
-            &s->st->rx, out, &mlen, &tag, rec + PT_SECURE_RECORD_HEAD, len - PT_SECURE_RECORD_HEAD,
-            rec, PT_SECURE_RECORD_HEAD) != 0 ||
-        tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE) {
-        return fail(s, PETAL_EPROTO, "record %llu failed authentication: closing",
-                    (unsigned long long)s->rec_in + 1);
+    if (!record_ok(rec, len)) {
+        return fail_record(s, 0);
+    }
+    if (s->cipher == PT_SECURE_AES256GCM) {
+        bad = gcm_open(s, s->rec_in, rec, len, out) != 0;
+        mlen = len - PT_SECURE_RECORD_OVERHEAD;
+    } else {
+        bad = crypto_secretstream_xchacha20poly1305_pull(
+                  &s->st->u.ss.rx, out, &mlen, &tag, rec + PT_SECURE_RECORD_HEAD,
+                  len - PT_SECURE_RECORD_HEAD, rec, PT_SECURE_RECORD_HEAD) != 0 ||
+              tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
+    }
+    if (bad) {
+        return fail_record(s, 0);
     }
     s->rec_in++;
     *out_len = (size_t)mlen;
@@ -1152,7 +1334,8 @@ hs_pump(pt_stream_conn_t *c)
 
         pt_secure_peer_key(sc->sess, pk);
         pt_key_fingerprint(pk, fpr);
-        PT_DEBUG("%s: secure channel up, peer %s", c->base.peer, fpr);
+        PT_DEBUG("%s: secure channel up, peer %s, records sealed with %s", c->base.peer, fpr,
+                 pt_secure_cipher_name(pt_secure_cipher(sc->sess)));
     }
     pt_stream_conn_up(c, sc->listener);
     if (!c->closed) {

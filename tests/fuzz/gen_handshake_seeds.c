@@ -80,8 +80,9 @@ main(int argc, char **argv)
         {0x03, 0x00, 0x03, 0x00},
         {0x03, 0x00, 0x01, 0x09, 0x00},
         {0x03, 0x00, 0x01, 0x01},
+        {0x02, 0x00, 0x01, 0x00, 0x2e, 0x02}, /* server's cipher offer (downgrade attempt) */
     };
-    static const size_t hand_len[] = {2, 2, 2, 2, 2, 6, 6, 6, 6, 5, 4, 5, 4};
+    static const size_t hand_len[] = {2, 2, 2, 2, 2, 6, 6, 6, 6, 5, 4, 5, 4, 6};
     pt_keypair_t *sid = NULL;
     pt_keypair_t *cid = NULL;
     pt_secure_session_t *c = NULL;
@@ -120,7 +121,7 @@ main(int argc, char **argv)
     }
     rc |= write_seed(dir, "client-stream.bin", c2s.p, c2s.n);
     rc |= write_seed(dir, "server-stream.bin", s2c.p, s2c.n);
-    rc |= write_seed(dir, "client-magic-only.bin", "\x00PETALSC1", 9);
+    rc |= write_seed(dir, "client-magic-only.bin", "\x00PETALSC2", 9);
     rc |=
         write_seed(dir, "plain-frame.bin", "\x00\x00\x00\x00\x07\x96\x01\x03\x00\x00\x00\xc2", 12);
     for (size_t i = 0; i < sizeof(hand) / sizeof(hand[0]); i++) {

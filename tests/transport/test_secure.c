@@ -85,12 +85,25 @@ pump_sessions(pt_secure_session_t *cli, pt_secure_session_t *srv, int *rc, int *
     free(to_cli);
 }
 
+/* The record ciphers new_pair offers on both sides (0: all); set by the cipher loop tests. */
+static unsigned pair_ciphers;
+
+/* Loop index -> the cipher a loop test runs with; 0 when this machine lacks it (skip). */
+static unsigned
+loop_cipher(int i)
+{
+    unsigned c = i == 0 ? PT_SECURE_XCHACHA20POLY1305 : PT_SECURE_AES256GCM;
+
+    return (pt_secure_ciphers_available() & c) ? c : 0;
+}
+
 static void
 new_pair(const uint8_t *pin, int (*authorize)(void *, const uint8_t *, char *, size_t), void *ctx,
          pt_secure_session_t **cli, pt_secure_session_t **srv)
 {
-    pt_secure_opts_t co = {.identity = client_kp, .pinned_peer_pk = pin};
-    pt_secure_opts_t so = {.identity = server_kp, .authorize = authorize, .ctx = ctx};
+    pt_secure_opts_t co = {.identity = client_kp, .pinned_peer_pk = pin, .ciphers = pair_ciphers};
+    pt_secure_opts_t so = {
+        .identity = server_kp, .authorize = authorize, .ctx = ctx, .ciphers = pair_ciphers};
 
     keys_setup();
     ck_assert_int_eq(pt_secure_session_new(PT_SECURE_CLIENT, &co, cli), 0);
@@ -105,12 +118,18 @@ START_TEST(test_bytes_handshake)
     size_t got = 0;
     int rc, rs;
 
+    pair_ciphers = loop_cipher(_i);
+    if (pair_ciphers == 0) {
+        return; /* no hardware AES here */
+    }
     keys_setup();
     new_pair(server_kp->pk, NULL, NULL, &cli, &srv);
     ck_assert(!pt_secure_established(cli));
     pump_sessions(cli, srv, &rc, &rs);
     ck_assert_msg(rc == PT_SECURE_DONE, "client: %d %s", rc, pt_secure_error(cli));
     ck_assert_msg(rs == PT_SECURE_DONE, "server: %d %s", rs, pt_secure_error(srv));
+    ck_assert_uint_eq((unsigned)pt_secure_cipher(cli), pair_ciphers);
+    ck_assert_uint_eq((unsigned)pt_secure_cipher(srv), pair_ciphers);
     ck_assert_int_eq(pt_secure_peer_key(cli, pk), 0);
     ck_assert_mem_eq(pk, server_kp->pk, sizeof(pk));
     ck_assert_int_eq(pt_secure_peer_key(srv, pk), 0);
@@ -169,6 +188,10 @@ START_TEST(test_bytes_reorder_and_cut)
     size_t got;
     int rc, rs;
 
+    pair_ciphers = loop_cipher(_i);
+    if (pair_ciphers == 0) {
+        return;
+    }
     new_pair(NULL, NULL, NULL, &cli, &srv);
     pump_sessions(cli, srv, &rc, &rs);
     ck_assert_int_eq(rc, PT_SECURE_DONE);
@@ -187,6 +210,110 @@ START_TEST(test_bytes_reorder_and_cut)
     ck_assert_int_eq(pt_secure_open(srv, r1, sizeof(r1) - 1, out, &got), PETAL_EPROTO);
     pt_secure_session_free(srv);
     pt_secure_session_free(cli);
+}
+END_TEST
+
+/* Client and server offers -> the cipher both use, or the handshake fails. */
+START_TEST(test_bytes_cipher_choice)
+{
+    static const unsigned X = PT_SECURE_XCHACHA20POLY1305, A = PT_SECURE_AES256GCM;
+    pt_secure_opts_t co = {0}, so = {0};
+    pt_secure_session_t *cli, *srv;
+    int rc, rs;
+
+    keys_setup();
+    co.identity = client_kp;
+    so.identity = server_kp;
+    if (!(pt_secure_ciphers_available() & A)) {
+        co.ciphers = A;
+        ck_assert_int_eq(pt_secure_session_new(PT_SECURE_CLIENT, &co, &cli), PETAL_EINVAL);
+        return;
+    }
+    /* Both offer everything: AES-256-GCM. One side XChaCha20-Poly1305 only: that one. */
+    for (int k = 0; k < 3; k++) {
+        co.ciphers = k == 1 ? X : 0;
+        so.ciphers = k == 2 ? X : 0;
+        ck_assert_int_eq(pt_secure_session_new(PT_SECURE_CLIENT, &co, &cli), 0);
+        ck_assert_int_eq(pt_secure_session_new(PT_SECURE_SERVER, &so, &srv), 0);
+        ck_assert_int_eq(pt_secure_cipher(cli), 0);
+        pump_sessions(cli, srv, &rc, &rs);
+        ck_assert_int_eq(rc, PT_SECURE_DONE);
+        ck_assert_int_eq(rs, PT_SECURE_DONE);
+        ck_assert_uint_eq((unsigned)pt_secure_cipher(cli), k == 0 ? A : X);
+        ck_assert_uint_eq((unsigned)pt_secure_cipher(srv), k == 0 ? A : X);
+        ck_assert_str_eq(pt_secure_cipher_name(pt_secure_cipher(cli)),
+                         k == 0 ? "AES-256-GCM" : "XChaCha20-Poly1305");
+        pt_secure_session_free(cli);
+        pt_secure_session_free(srv);
+    }
+    /* Nothing in common: both fail and say so. */
+    co.ciphers = A;
+    so.ciphers = X;
+    ck_assert_int_eq(pt_secure_session_new(PT_SECURE_CLIENT, &co, &cli), 0);
+    ck_assert_int_eq(pt_secure_session_new(PT_SECURE_SERVER, &so, &srv), 0);
+    pump_sessions(cli, srv, &rc, &rs);
+    ck_assert_int_eq(rc, PETAL_EPROTO);
+    ck_assert_int_eq(rs, PETAL_EPROTO);
+    ck_assert_str_eq(pt_secure_error(cli), "no record cipher in common with the server (it offers "
+                                           "0x01, this side 0x02)");
+    pt_secure_session_free(cli);
+    pt_secure_session_free(srv);
+    /* An offer of no known cipher is refused at once. */
+    co.ciphers = 0x80;
+    ck_assert_int_eq(pt_secure_session_new(PT_SECURE_CLIENT, &co, &cli), PETAL_EINVAL);
+}
+END_TEST
+
+/* A man in the middle strikes AES-256-GCM from the server's offer: the client would pick the
+ * other cipher, but the HELLOs are in the signed transcript, so the handshake fails. Likewise a
+ * changed byte in the client's STREAM record (its header is sealed under the handshake key). */
+START_TEST(test_bytes_downgrade_and_stream)
+{
+    pt_secure_session_t *cli, *srv;
+    uint8_t *d, *to_cli;
+    size_t n, nc, used;
+    int rc, rs;
+
+    keys_setup();
+    pair_ciphers = 0;
+    if (!(pt_secure_ciphers_available() & PT_SECURE_AES256GCM)) {
+        return;
+    }
+    new_pair(NULL, NULL, NULL, &cli, &srv);
+    /* The server's first bytes: magic, [u32 len][HELLO type][role][e: 32][ciphers]. */
+    ck_assert_int_eq(pt_secure_take_output(srv, &to_cli, &nc), 0);
+    ck_assert_uint_eq(nc, PT_SECURE_MAGIC_LEN + 4 + 35);
+    ck_assert_uint_eq(to_cli[nc - 1], PT_SECURE_XCHACHA20POLY1305 | PT_SECURE_AES256GCM);
+    to_cli[nc - 1] = PT_SECURE_XCHACHA20POLY1305;
+    ck_assert_int_eq(pt_secure_handshake_input(cli, to_cli, nc, &used), PT_SECURE_MORE);
+    free(to_cli);
+    ck_assert_uint_eq((unsigned)pt_secure_cipher(cli), PT_SECURE_XCHACHA20POLY1305);
+    pump_sessions(cli, srv, &rc, &rs);
+    ck_assert_int_eq(rc, PETAL_EPROTO);
+    ck_assert_ptr_nonnull(strstr(pt_secure_error(cli), "AUTH failed authentication"));
+    ck_assert_int_ne(rs, PT_SECURE_DONE);
+    pt_secure_session_free(cli);
+    pt_secure_session_free(srv);
+
+    /* The STREAM record: the last 4 + 1 + 24 + 16 bytes the client sends before the RESULT. */
+    new_pair(NULL, NULL, NULL, &cli, &srv);
+    for (int step = 0; step < 2; step++) { /* HELLOs, then the server's AUTH to the client */
+        ck_assert_int_eq(pt_secure_take_output(srv, &d, &n), 0);
+        ck_assert_int_ge(pt_secure_handshake_input(cli, d, n, &used), 0);
+        free(d);
+        ck_assert_int_eq(pt_secure_take_output(cli, &d, &n), 0);
+        if (step == 1) {
+            ck_assert_uint_gt(n, 45);
+            d[n - 10] ^= 0x01; /* inside the sealed header */
+        }
+        rs = pt_secure_handshake_input(srv, d, n, &used);
+        free(d);
+    }
+    ck_assert_int_eq(rs, PETAL_EPROTO);
+    ck_assert_str_eq(pt_secure_error(srv), "the client's STREAM failed authentication (the "
+                                           "handshake was tampered with)");
+    pt_secure_session_free(cli);
+    pt_secure_session_free(srv);
 }
 END_TEST
 
@@ -866,8 +993,10 @@ main(void)
     int failed;
 
     keys_setup();
-    tcase_add_test(bytes, test_bytes_handshake);
-    tcase_add_test(bytes, test_bytes_reorder_and_cut);
+    tcase_add_loop_test(bytes, test_bytes_handshake, 0, 2);
+    tcase_add_loop_test(bytes, test_bytes_reorder_and_cut, 0, 2);
+    tcase_add_test(bytes, test_bytes_cipher_choice);
+    tcase_add_test(bytes, test_bytes_downgrade_and_stream);
     tcase_add_test(bytes, test_bytes_wrong_pin);
     tcase_add_test(bytes, test_bytes_refused);
     tcase_add_test(bytes, test_bytes_garbage);

@@ -1,4 +1,4 @@
-/* data.h - datasets (IDX, CSV, FedProx Synthetic; a process-wide cache), partitioners, a PRNG. */
+/* data.h - datasets (IDX, CSV, FedProx Synthetic; cached), partitioners, a PRNG, config keys. */
 #ifndef PETAL_DATA_H
 #define PETAL_DATA_H
 
@@ -258,6 +258,53 @@ int petal_partition_by_name(const char *name, const petal_partition_params_t *p,
                             const uint8_t *labels, uint64_t n, uint32_t num_classes,
                             uint32_t num_partitions, uint32_t partition_id, uint64_t **idx_out,
                             uint64_t *count_out, char *err, size_t cap);
+
+/* ---- Config values: typed run/node/message config keys with defaults ------------------------ */
+
+/*
+ * Reading a key of a ConfigRecord (a run config, a node config, a message's "config") as the
+ * example apps do: a missing key or a NULL record leaves *out alone and returns 0, so *out keeps
+ * the default the caller put there; a value of another type returns PETAL_ETYPE and leaves *out
+ * alone too. Numbers may come as strings ("0.05" from `--run-config` on a command line): the
+ * whole string must parse. Callers turn PETAL_ETYPE into their own message naming the key.
+ *
+ * petal_data calls nothing of the host, so the lookup is passed in: the petal_cfg_* macros pass
+ * petal_configrecord_get, which in a plugin is the host table's entry (<petal/plugin.h>) and in
+ * host code the function of <petal/petal.h> (include it first). The petal_cfg_read_* functions
+ * take any lookup of that type.
+ */
+typedef int32_t (*petal_cfg_get_fn)(const petal_configrecord_t *r, const char *name,
+                                    petal_value_t *value);
+
+/* A number: int, uint or double, or a string strtod() reads completely. */
+int petal_cfg_read_f64(petal_cfg_get_fn get, const petal_configrecord_t *r, const char *key,
+                       double *out);
+/* An integer: int, uint <= INT64_MAX, a double with an integral value, or a base-10 string. */
+int petal_cfg_read_i64(petal_cfg_get_fn get, const petal_configrecord_t *r, const char *key,
+                       int64_t *out);
+/* A boolean: bool, the strings "true" / "false", or the integers 0 / 1. *out is 0 or 1. */
+int petal_cfg_read_bool(petal_cfg_get_fn get, const petal_configrecord_t *r, const char *key,
+                        int *out);
+/* A string copied into out with its NUL (cap bytes); one that does not fit is PETAL_ETYPE. */
+int petal_cfg_read_str(petal_cfg_get_fn get, const petal_configrecord_t *r, const char *key,
+                       char *out, size_t cap);
+/*
+ * This node's partition from its node config: "partition-id" of "num-partitions" (default 0 of
+ * 1). Returns 0, or PETAL_ECONFIG with a message in err ("node config: ...") when either is not
+ * an integer or the id is not in 0..num-partitions-1 (num-partitions at most UINT32_MAX).
+ */
+int petal_cfg_read_partition(petal_cfg_get_fn get, const petal_configrecord_t *node_config,
+                             uint32_t *partition_id, uint32_t *num_partitions, char *err,
+                             size_t cap);
+
+#define petal_cfg_f64(r, key, out) petal_cfg_read_f64(petal_configrecord_get, (r), (key), (out))
+#define petal_cfg_i64(r, key, out) petal_cfg_read_i64(petal_configrecord_get, (r), (key), (out))
+#define petal_cfg_bool(r, key, out) petal_cfg_read_bool(petal_configrecord_get, (r), (key), (out))
+#define petal_cfg_str(r, key, out, cap)                                                            \
+    petal_cfg_read_str(petal_configrecord_get, (r), (key), (out), (cap))
+#define petal_cfg_partition(node_config, partition_id, num_partitions, err, cap)                   \
+    petal_cfg_read_partition(petal_configrecord_get, (node_config), (partition_id),                \
+                             (num_partitions), (err), (cap))
 
 #ifdef __cplusplus
 }

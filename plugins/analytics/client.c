@@ -1,5 +1,4 @@
 /* client.c - the analytics ClientApp: label counts and per-class feature means of a partition. */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,82 +53,30 @@ fail(petal_context_t *ctx, int rc, const char *fmt, ...)
 }
 
 static int
-cfg_f64(const petal_configrecord_t *r, const char *key, double *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        double d = strtod(v.as.str, &end);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = d;
-        return 0;
-    }
-    return petal_value_as_f64(&v, out);
-}
-
-static int
-cfg_i64(const petal_configrecord_t *r, const char *key, int64_t *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        long long x = strtoll(v.as.str, &end, 10);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = x;
-        return 0;
-    }
-    return petal_value_as_i64(&v, out);
-}
-
-static int
-cfg_str(const petal_configrecord_t *r, const char *key, char *out, size_t cap)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type != PETAL_VALUE_STRING || v.len >= cap) {
-        return PETAL_ETYPE;
-    }
-    memcpy(out, v.as.str, v.len + 1);
-    return 0;
-}
-
-static int
 read_config(const petal_configrecord_t *r, app_t *app)
 {
     int64_t seed = 42, mps = 0, k = app->pp.k, sps = app->pp.shards_per_partition, ss = 0;
-    if (cfg_str(r, "partitioner", app->partitioner, sizeof(app->partitioner)) < 0) {
+    if (petal_cfg_str(r, "partitioner", app->partitioner, sizeof(app->partitioner)) < 0) {
         return fail(NULL, PETAL_ECONFIG,
                     "run config: \"partitioner\" must be a name such as "
                     "\"iid\" or \"dirichlet\"");
     }
-    if (cfg_f64(r, "alpha", &app->pp.alpha) < 0 || cfg_f64(r, "size-tau", &app->pp.tau) < 0) {
+    if (petal_cfg_f64(r, "alpha", &app->pp.alpha) < 0 ||
+        petal_cfg_f64(r, "size-tau", &app->pp.tau) < 0) {
         return fail(NULL, PETAL_ECONFIG, "run config: \"alpha\" and \"size-tau\" must be numbers");
     }
-    if (cfg_i64(r, "seed", &seed) < 0 || cfg_i64(r, "min-partition-size", &mps) < 0 || mps < 0 ||
-        cfg_i64(r, "classes-per-partition", &k) < 0 || k < 1 || k > CLASSES ||
-        cfg_i64(r, "shards-per-partition", &sps) < 0 || sps < 1 || sps > UINT32_MAX ||
-        cfg_i64(r, "shard-size", &ss) < 0 || ss < 0) {
+    if (petal_cfg_i64(r, "seed", &seed) < 0 || petal_cfg_i64(r, "min-partition-size", &mps) < 0 ||
+        mps < 0 || petal_cfg_i64(r, "classes-per-partition", &k) < 0 || k < 1 || k > CLASSES ||
+        petal_cfg_i64(r, "shards-per-partition", &sps) < 0 || sps < 1 || sps > UINT32_MAX ||
+        petal_cfg_i64(r, "shard-size", &ss) < 0 || ss < 0) {
         return fail(NULL, PETAL_ECONFIG,
                     "run config: \"seed\" must be an integer, \"min-partition-size\" and "
                     "\"shard-size\" integers >= 0, \"classes-per-partition\" an integer in "
                     "1..%d, \"shards-per-partition\" an integer >= 1",
                     CLASSES);
     }
-    if (cfg_i64(r, "min-class-count", &app->min_class_count) < 0 || app->min_class_count < 1) {
+    if (petal_cfg_i64(r, "min-class-count", &app->min_class_count) < 0 ||
+        app->min_class_count < 1) {
         return fail(NULL, PETAL_ECONFIG, "run config: \"min-class-count\" must be an integer >= 1");
     }
     app->pp.seed = (uint64_t)seed;
@@ -143,20 +90,9 @@ read_config(const petal_configrecord_t *r, app_t *app)
 static int
 node_partition(petal_context_t *ctx, uint32_t *pid, uint32_t *np)
 {
-    const petal_configrecord_t *nc = petal_context_node_config(ctx);
-    int64_t id = 0, n = 1;
-    if (cfg_i64(nc, "partition-id", &id) < 0 || cfg_i64(nc, "num-partitions", &n) < 0) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: \"partition-id\" and \"num-partitions\" must be integers");
-    }
-    if (n < 1 || n > UINT32_MAX || id < 0 || id >= n) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: partition-id %lld is not in 0..num-partitions-1 (%lld)",
-                    (long long)id, (long long)n - 1);
-    }
-    *pid = (uint32_t)id;
-    *np = (uint32_t)n;
-    return 0;
+    char err[128];
+    int rc = petal_cfg_partition(petal_context_node_config(ctx), pid, np, err, sizeof(err));
+    return rc < 0 ? fail(ctx, rc, "%s", err) : 0;
 }
 
 static int
@@ -185,7 +121,7 @@ an_init(const petal_configrecord_t *run_config, void **out)
         return rc;
     }
     char dir[1024] = "", err[512];
-    if (cfg_str(run_config, "data-dir", dir, sizeof(dir)) < 0) {
+    if (petal_cfg_str(run_config, "data-dir", dir, sizeof(dir)) < 0) {
         free(app);
         return fail(NULL, PETAL_ECONFIG, "run config: \"data-dir\" must be a string");
     }

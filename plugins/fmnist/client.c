@@ -1,6 +1,5 @@
 /* client.c - the fmnist ClientApp: the quickstart MLP, partitioner and strategy by run config. */
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,87 +89,32 @@ fail(petal_context_t *ctx, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* ---- Config values (a missing key leaves *out alone; "0.05" strings are accepted) -------- */
-
-static int
-cfg_f64(const petal_configrecord_t *r, const char *key, double *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        double d = strtod(v.as.str, &end);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = d;
-        return 0;
-    }
-    return petal_value_as_f64(&v, out);
-}
-
-static int
-cfg_i64(const petal_configrecord_t *r, const char *key, int64_t *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        long long x = strtoll(v.as.str, &end, 10);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = x;
-        return 0;
-    }
-    return petal_value_as_i64(&v, out);
-}
-
-/* A string key copied into out (cap bytes). */
-static int
-cfg_str(const petal_configrecord_t *r, const char *key, char *out, size_t cap)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type != PETAL_VALUE_STRING || v.len >= cap) {
-        return PETAL_ETYPE;
-    }
-    memcpy(out, v.as.str, v.len + 1);
-    return 0;
-}
+/* ---- Config values (petal_cfg_*: a missing key leaves *out alone, "0.05" strings count) -- */
 
 static int
 read_hparams(petal_context_t *ctx, const petal_configrecord_t *r, const char *where, hparams_t *hp)
 {
     int64_t seed = (int64_t)hp->seed;
-    if (cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
+    if (petal_cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"lr\" must be a number > 0", where);
     }
-    if (cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
+    if (petal_cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
         hp->local_epochs > 100000) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"local-epochs\" must be an integer >= 1", where);
     }
-    if (cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
+    if (petal_cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
         hp->batch_size > MAX_BATCH) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"batch-size\" must be an integer in 1..%d", where,
                     MAX_BATCH);
     }
-    if (cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
+    if (petal_cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
         !isfinite(hp->proximal_mu)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"proximal-mu\" must be a number >= 0", where);
     }
-    if (cfg_i64(r, "server-round", &hp->server_round) < 0) {
+    if (petal_cfg_i64(r, "server-round", &hp->server_round) < 0) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"server-round\" must be an integer", where);
     }
-    if (cfg_i64(r, "seed", &seed) < 0) {
+    if (petal_cfg_i64(r, "seed", &seed) < 0) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"seed\" must be an integer", where);
     }
     hp->seed = (uint64_t)seed;
@@ -184,18 +128,19 @@ read_partitioner(const petal_configrecord_t *r, app_t *app)
 {
     int64_t mps = (int64_t)app->pp.min_partition_size, k = app->pp.k;
     int64_t sps = app->pp.shards_per_partition, ss = (int64_t)app->pp.shard_size;
-    if (cfg_str(r, "partitioner", app->partitioner, sizeof(app->partitioner)) < 0) {
+    if (petal_cfg_str(r, "partitioner", app->partitioner, sizeof(app->partitioner)) < 0) {
         return fail(NULL, PETAL_ECONFIG,
                     "run config: \"partitioner\" must be a name such as "
                     "\"iid\" or \"dirichlet\"");
     }
-    if (cfg_f64(r, "alpha", &app->pp.alpha) < 0 || cfg_f64(r, "size-tau", &app->pp.tau) < 0) {
+    if (petal_cfg_f64(r, "alpha", &app->pp.alpha) < 0 ||
+        petal_cfg_f64(r, "size-tau", &app->pp.tau) < 0) {
         return fail(NULL, PETAL_ECONFIG, "run config: \"alpha\" and \"size-tau\" must be numbers");
     }
-    if (cfg_i64(r, "min-partition-size", &mps) < 0 || mps < 0 ||
-        cfg_i64(r, "classes-per-partition", &k) < 0 || k < 1 || k > CLASSES ||
-        cfg_i64(r, "shards-per-partition", &sps) < 0 || sps < 1 || sps > UINT32_MAX ||
-        cfg_i64(r, "shard-size", &ss) < 0 || ss < 0) {
+    if (petal_cfg_i64(r, "min-partition-size", &mps) < 0 || mps < 0 ||
+        petal_cfg_i64(r, "classes-per-partition", &k) < 0 || k < 1 || k > CLASSES ||
+        petal_cfg_i64(r, "shards-per-partition", &sps) < 0 || sps < 1 || sps > UINT32_MAX ||
+        petal_cfg_i64(r, "shard-size", &ss) < 0 || ss < 0) {
         return fail(NULL, PETAL_ECONFIG,
                     "run config: \"min-partition-size\" and \"shard-size\" must be integers >= 0, "
                     "\"classes-per-partition\" an integer in 1..%d, \"shards-per-partition\" an "
@@ -224,20 +169,9 @@ app_hparams(const app_t *app, hparams_t *hp)
 static int
 node_partition(petal_context_t *ctx, uint32_t *pid, uint32_t *np)
 {
-    const petal_configrecord_t *nc = petal_context_node_config(ctx);
-    int64_t id = 0, n = 1;
-    if (cfg_i64(nc, "partition-id", &id) < 0 || cfg_i64(nc, "num-partitions", &n) < 0) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: \"partition-id\" and \"num-partitions\" must be integers");
-    }
-    if (n < 1 || n > UINT32_MAX || id < 0 || id >= n) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: partition-id %lld is not in 0..num-partitions-1 (%lld)",
-                    (long long)id, (long long)n - 1);
-    }
-    *pid = (uint32_t)id;
-    *np = (uint32_t)n;
-    return 0;
+    char err[128];
+    int rc = petal_cfg_partition(petal_context_node_config(ctx), pid, np, err, sizeof(err));
+    return rc < 0 ? fail(ctx, rc, "%s", err) : 0;
 }
 
 /* This node's training examples by the configured partitioner. */
@@ -429,19 +363,19 @@ fm_init(const petal_configrecord_t *run_config, void **out)
         goto fail;
     }
     app->attack_scale = 10.0;
-    if (cfg_i64(run_config, "malicious-nodes", &app->malicious_nodes) < 0 ||
+    if (petal_cfg_i64(run_config, "malicious-nodes", &app->malicious_nodes) < 0 ||
         app->malicious_nodes < 0) {
         rc = fail(NULL, PETAL_ECONFIG, "run config: \"malicious-nodes\" must be an integer >= 0");
         goto fail;
     }
-    if (cfg_f64(run_config, "attack-scale", &app->attack_scale) < 0 ||
+    if (petal_cfg_f64(run_config, "attack-scale", &app->attack_scale) < 0 ||
         !(app->attack_scale >= 0.0) || !isfinite(app->attack_scale)) {
         rc = fail(NULL, PETAL_ECONFIG, "run config: \"attack-scale\" must be a number >= 0");
         goto fail;
     }
 
     char dir[1024] = "";
-    if (cfg_str(run_config, "data-dir", dir, sizeof(dir)) < 0) {
+    if (petal_cfg_str(run_config, "data-dir", dir, sizeof(dir)) < 0) {
         rc = fail(NULL, PETAL_ECONFIG, "run config: \"data-dir\" must be a string");
         goto fail;
     }

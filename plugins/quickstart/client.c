@@ -1,6 +1,5 @@
 /* client.c - the quickstart ClientApp: a Fashion-MNIST MLP trained locally for FedAvg/FedProx. */
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,73 +78,31 @@ fail(petal_context_t *ctx, int rc, const char *fmt, ...)
 
 /* ---- Config values ------------------------------------------------------------------------- */
 
-/* Reads a number from r[key] into *out; a missing key (or NULL record) leaves *out alone.
- * Strings holding a number are accepted ("0.05" from a command line). 0 or PETAL_ETYPE. */
-static int
-cfg_f64(const petal_configrecord_t *r, const char *key, double *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        double d = strtod(v.as.str, &end);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = d;
-        return 0;
-    }
-    return petal_value_as_f64(&v, out);
-}
-
-static int
-cfg_i64(const petal_configrecord_t *r, const char *key, int64_t *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        long long x = strtoll(v.as.str, &end, 10);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = x;
-        return 0;
-    }
-    return petal_value_as_i64(&v, out);
-}
-
 /* Reads and checks the hyper-parameters in r over the values already in *hp. */
 static int
 read_hparams(petal_context_t *ctx, const petal_configrecord_t *r, const char *where, hparams_t *hp)
 {
     int64_t seed = (int64_t)hp->seed;
-    if (cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
+    if (petal_cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"lr\" must be a number > 0", where);
     }
-    if (cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
+    if (petal_cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
         hp->local_epochs > 100000) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"local-epochs\" must be an integer >= 1", where);
     }
-    if (cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
+    if (petal_cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
         hp->batch_size > MAX_BATCH) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"batch-size\" must be an integer in 1..%d", where,
                     MAX_BATCH);
     }
-    if (cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
+    if (petal_cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
         !isfinite(hp->proximal_mu)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"proximal-mu\" must be a number >= 0", where);
     }
-    if (cfg_i64(r, "server-round", &hp->server_round) < 0) {
+    if (petal_cfg_i64(r, "server-round", &hp->server_round) < 0) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"server-round\" must be an integer", where);
     }
-    if (cfg_i64(r, "seed", &seed) < 0) {
+    if (petal_cfg_i64(r, "seed", &seed) < 0) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"seed\" must be an integer", where);
     }
     hp->seed = (uint64_t)seed;
@@ -167,20 +124,9 @@ app_hparams(const app_t *app, hparams_t *hp)
 static int
 node_partition(petal_context_t *ctx, uint32_t *pid, uint32_t *np)
 {
-    const petal_configrecord_t *nc = petal_context_node_config(ctx);
-    int64_t id = 0, n = 1;
-    if (cfg_i64(nc, "partition-id", &id) < 0 || cfg_i64(nc, "num-partitions", &n) < 0) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: \"partition-id\" and \"num-partitions\" must be integers");
-    }
-    if (n < 1 || n > UINT32_MAX || id < 0 || id >= n) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: partition-id %lld is not in 0..num-partitions-1 (%lld)",
-                    (long long)id, (long long)n - 1);
-    }
-    *pid = (uint32_t)id;
-    *np = (uint32_t)n;
-    return 0;
+    char err[128];
+    int rc = petal_cfg_partition(petal_context_node_config(ctx), pid, np, err, sizeof(err));
+    return rc < 0 ? fail(ctx, rc, "%s", err) : 0;
 }
 
 /* ---- Model <-> ArrayRecord ------------------------------------------------------------------ */

@@ -1,5 +1,4 @@
 /* client.c - the synthetic ClientApp: logistic regression on Synthetic(alpha, beta), stragglers. */
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -90,96 +89,32 @@ fail(petal_context_t *ctx, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* ---- Config values (a missing key leaves *out alone; "0.05" strings are accepted) -------- */
-
-static int
-cfg_f64(const petal_configrecord_t *r, const char *key, double *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        double d = strtod(v.as.str, &end);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = d;
-        return 0;
-    }
-    return petal_value_as_f64(&v, out);
-}
-
-static int
-cfg_i64(const petal_configrecord_t *r, const char *key, int64_t *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING) {
-        char *end = NULL;
-        errno = 0;
-        long long x = strtoll(v.as.str, &end, 10);
-        if (errno != 0 || end == v.as.str || *end != '\0') {
-            return PETAL_ETYPE;
-        }
-        *out = x;
-        return 0;
-    }
-    return petal_value_as_i64(&v, out);
-}
-
-static int
-cfg_bool(const petal_configrecord_t *r, const char *key, int *out)
-{
-    petal_value_t v;
-    if (r == NULL || petal_configrecord_get(r, key, &v) != 0) {
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_BOOL) {
-        *out = v.as.boolean != 0;
-        return 0;
-    }
-    if (v.type == PETAL_VALUE_STRING &&
-        (strcmp(v.as.str, "true") == 0 || strcmp(v.as.str, "false") == 0)) {
-        *out = v.as.str[0] == 't';
-        return 0;
-    }
-    int64_t x;
-    if (petal_value_as_i64(&v, &x) == 0 && (x == 0 || x == 1)) {
-        *out = (int)x;
-        return 0;
-    }
-    return PETAL_ETYPE;
-}
+/* ---- Config values (petal_cfg_*: a missing key leaves *out alone, "0.05" strings count) -- */
 
 static int
 read_hparams(petal_context_t *ctx, const petal_configrecord_t *r, const char *where, hparams_t *hp)
 {
-    if (cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
+    if (petal_cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"lr\" must be a number > 0", where);
     }
-    if (cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
+    if (petal_cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
         hp->local_epochs > 100000) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"local-epochs\" must be an integer >= 1", where);
     }
-    if (cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
+    if (petal_cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
         hp->batch_size > MAX_BATCH) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"batch-size\" must be an integer in 1..%d", where,
                     MAX_BATCH);
     }
-    if (cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
+    if (petal_cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
         !isfinite(hp->proximal_mu)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"proximal-mu\" must be a number >= 0", where);
     }
-    if (cfg_f64(r, "stragglers", &hp->stragglers) < 0 || !(hp->stragglers >= 0.0) ||
+    if (petal_cfg_f64(r, "stragglers", &hp->stragglers) < 0 || !(hp->stragglers >= 0.0) ||
         !(hp->stragglers <= 1.0)) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"stragglers\" must be a fraction in [0, 1]", where);
     }
-    if (cfg_i64(r, "server-round", &hp->server_round) < 0) {
+    if (petal_cfg_i64(r, "server-round", &hp->server_round) < 0) {
         return fail(ctx, PETAL_ECONFIG, "%s: \"server-round\" must be an integer", where);
     }
     return 0;
@@ -203,28 +138,29 @@ read_data_config(const petal_configrecord_t *r, app_t *app)
 {
     petal_synthetic_params_t *p = &app->data;
     int64_t dim = p->dim, classes = p->num_classes, min_size = (int64_t)p->min_size;
-    if (cfg_f64(r, "alpha", &p->alpha) < 0 || cfg_f64(r, "beta", &p->beta) < 0 ||
-        cfg_f64(r, "size-mu", &p->size_mu) < 0 || cfg_f64(r, "size-sigma", &p->size_sigma) < 0) {
+    if (petal_cfg_f64(r, "alpha", &p->alpha) < 0 || petal_cfg_f64(r, "beta", &p->beta) < 0 ||
+        petal_cfg_f64(r, "size-mu", &p->size_mu) < 0 ||
+        petal_cfg_f64(r, "size-sigma", &p->size_sigma) < 0) {
         return fail(NULL, PETAL_ECONFIG,
                     "run config: \"alpha\", \"beta\", \"size-mu\" and \"size-sigma\" must be "
                     "numbers");
     }
-    if (cfg_bool(r, "iid", &p->iid) < 0) {
+    if (petal_cfg_bool(r, "iid", &p->iid) < 0) {
         return fail(NULL, PETAL_ECONFIG, "run config: \"iid\" must be true or false");
     }
-    if (cfg_i64(r, "dim", &dim) < 0 || dim < 1 || dim > MAX_DIM ||
-        cfg_i64(r, "num-classes", &classes) < 0 || classes < 2 || classes > MAX_CLASSES ||
-        cfg_i64(r, "min-size", &min_size) < 0 || min_size < 2) {
+    if (petal_cfg_i64(r, "dim", &dim) < 0 || dim < 1 || dim > MAX_DIM ||
+        petal_cfg_i64(r, "num-classes", &classes) < 0 || classes < 2 || classes > MAX_CLASSES ||
+        petal_cfg_i64(r, "min-size", &min_size) < 0 || min_size < 2) {
         return fail(NULL, PETAL_ECONFIG,
                     "run config: \"dim\" must be an integer in 1..%d, \"num-classes\" in 2..%d, "
                     "\"min-size\" >= 2",
                     MAX_DIM, MAX_CLASSES);
     }
-    if (cfg_f64(r, "test-fraction", &app->test_fraction) < 0 || !(app->test_fraction > 0.0) ||
+    if (petal_cfg_f64(r, "test-fraction", &app->test_fraction) < 0 || !(app->test_fraction > 0.0) ||
         !(app->test_fraction < 1.0)) {
         return fail(NULL, PETAL_ECONFIG, "run config: \"test-fraction\" must be in (0, 1)");
     }
-    if (cfg_bool(r, "drop-stragglers", &app->drop_stragglers) < 0) {
+    if (petal_cfg_bool(r, "drop-stragglers", &app->drop_stragglers) < 0) {
         return fail(NULL, PETAL_ECONFIG, "run config: \"drop-stragglers\" must be true or false");
     }
     p->dim = (uint32_t)dim;
@@ -237,20 +173,9 @@ read_data_config(const petal_configrecord_t *r, app_t *app)
 static int
 node_partition(petal_context_t *ctx, uint32_t *pid, uint32_t *np)
 {
-    const petal_configrecord_t *nc = petal_context_node_config(ctx);
-    int64_t id = 0, n = 1;
-    if (cfg_i64(nc, "partition-id", &id) < 0 || cfg_i64(nc, "num-partitions", &n) < 0) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: \"partition-id\" and \"num-partitions\" must be integers");
-    }
-    if (n < 1 || n > UINT32_MAX || id < 0 || id >= n) {
-        return fail(ctx, PETAL_ECONFIG,
-                    "node config: partition-id %lld is not in 0..num-partitions-1 (%lld)",
-                    (long long)id, (long long)n - 1);
-    }
-    *pid = (uint32_t)id;
-    *np = (uint32_t)n;
-    return 0;
+    char err[128];
+    int rc = petal_cfg_partition(petal_context_node_config(ctx), pid, np, err, sizeof(err));
+    return rc < 0 ? fail(ctx, rc, "%s", err) : 0;
 }
 
 /* Finds this node's device: Synthetic(alpha, beta) with num-devices = num-partitions. The app
@@ -523,7 +448,7 @@ sy_init(const petal_configrecord_t *run_config, void **out)
     app->batch_size = 10;
     int64_t seed = 42;
     int rc;
-    if (cfg_i64(run_config, "seed", &seed) < 0) {
+    if (petal_cfg_i64(run_config, "seed", &seed) < 0) {
         rc = fail(NULL, PETAL_ECONFIG, "run config: \"seed\" must be an integer");
         goto fail;
     }

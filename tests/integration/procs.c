@@ -94,6 +94,25 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
     return 0;
 }
 
+/* ---- Argument vectors ----------------------------------------------------------------------- */
+
+void
+args_add(args_t *a, const char *s)
+{
+    ck_assert_int_lt(a->n, PROCS_MAX_ARGS - 1);
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+}
+
+void
+args_add_va(args_t *a, va_list ap)
+{
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        args_add(a, s);
+    }
+}
+
 /* ---- Processes ------------------------------------------------------------------------------ */
 
 /* SIGKILLs every process whose environment carries this suite's tag (by pid, one by one). */
@@ -252,25 +271,15 @@ tool_free(tool_result_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Runs bin with the NULL-terminated arguments and waits for it, at most `timeout` seconds. */
+/* Runs a->v and waits for it, at most `timeout` seconds (a longer run fails the test). */
 void
-run_tool(tool_result_t *r, double timeout, const char *bin, ...)
+run_args(tool_result_t *r, double timeout, const args_t *a)
 {
-    const char *argv[PROCS_MAX_ARGS];
-    int argc = 0;
-    va_list ap;
-    argv[argc++] = bin;
-    va_start(ap, bin);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(argc, PROCS_MAX_ARGS - 1);
-        argv[argc++] = a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
+    ck_assert_int_gt(a->n, 0);
+    const char *bin = a->v[0];
     const char *base = strrchr(bin, '/');
     proc_t p;
-    spawn_into(&p, base != NULL ? base + 1 : bin, argv);
+    spawn_into(&p, base != NULL ? base + 1 : bin, a->v);
     int ended = proc_wait(&p, timeout);
     if (!ended) {
         proc_kill_group(&p);
@@ -281,10 +290,23 @@ run_tool(tool_result_t *r, double timeout, const char *bin, ...)
     r->out = text_of(p.out);
     r->err = text_of(p.err);
     ck_assert_msg(ended, "%s %s did not end within %.0f s\nstdout:\n%s\nstderr:\n%s", bin,
-                  argc > 1 ? argv[1] : "", timeout, r->out, r->err);
+                  a->n > 1 ? a->v[1] : "", timeout, r->out, r->err);
     ck_assert_msg(r->signo == 0, "%s %s crashed with signal %d (%s)\nstdout:\n%s\nstderr:\n%s", bin,
-                  argc > 1 ? argv[1] : "", r->signo, strsignal(r->signo), r->out, r->err);
+                  a->n > 1 ? a->v[1] : "", r->signo, strsignal(r->signo), r->out, r->err);
     ck_assert_msg(r->code != 127 && r->code != 126, "cannot start %s (is it built?)", bin);
+}
+
+/* Runs bin with the NULL-terminated arguments (see run_args). */
+void
+run_tool(tool_result_t *r, double timeout, const char *bin, ...)
+{
+    args_t a = {.n = 0};
+    args_add(&a, bin);
+    va_list ap;
+    va_start(ap, bin);
+    args_add_va(&a, ap);
+    va_end(ap);
+    run_args(r, timeout, &a);
 }
 
 void
@@ -332,46 +354,72 @@ wait_text(proc_t *p, int which, const char *needle, double timeout)
     }
 }
 
+/* Waits for a daemon to exit by itself; returns its exit status (the test fails otherwise). */
+int
+daemon_exit(proc_t *p, double timeout)
+{
+    ck_assert_msg(proc_wait(p, timeout), "%s is still running after %.0f s\nstderr:\n%s", p->name,
+                  timeout, text_of(p->err));
+    ck_assert_msg(WIFEXITED(p->status), "%s ended by signal %d\nstderr:\n%s", p->name,
+                  WIFSIGNALED(p->status) ? WTERMSIG(p->status) : 0, text_of(p->err));
+    return WEXITSTATUS(p->status);
+}
+
+void
+assert_file_has(const char *path, const char *what, const char *needle)
+{
+    char *t = text_of(path);
+    ck_assert_msg(strstr(t, needle) != NULL, "%s lacks \"%s\":\n%s", what, needle, t);
+    free(t);
+}
+
 /* ---- The daemons ----------------------------------------------------------------------------- */
 
-/* Starts petal-superlink --insecure with the extra arguments (NULL-terminated); ports default
- * to 127.0.0.1:0. Returns once it printed where it listens. */
+/* Starts petal-superlink: --keys `keys` (with --allow-nodes/--operators when given) or
+ * --insecure, then the extra arguments; ports default to 127.0.0.1:0. Returns once it printed
+ * where it listens. */
 void
-superlink_start(superlink_t *l, ...)
+superlink_start_keys(superlink_t *l, const char *keys, const char *allow_nodes,
+                     const char *operators, const args_t *extra)
 {
     static char cache[PATH_CAP];
-    const char *argv[PROCS_MAX_ARGS];
-    const char *extra[PROCS_MAX_ARGS];
-    int n = 0, ne = 0, fleet = 0, control = 0;
-    va_list ap;
-    va_start(ap, l);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(ne, PROCS_MAX_ARGS - 12);
-        fleet |= strcmp(a, "--fleet-address") == 0;
-        control |= strcmp(a, "--control-address") == 0;
-        extra[ne++] = a;
+    args_t a = {.n = 0};
+    int fleet = 0, control = 0;
+    for (int i = 0; extra != NULL && i < extra->n; i++) {
+        fleet |= strcmp(extra->v[i], "--fleet-address") == 0;
+        control |= strcmp(extra->v[i], "--control-address") == 0;
     }
-    va_end(ap);
     work_path(cache, sizeof(cache), "superlink-cache");
-    argv[n++] = SUPERLINK_BIN;
-    argv[n++] = "--insecure";
-    argv[n++] = "--cache-dir";
-    argv[n++] = cache;
+    args_add(&a, SUPERLINK_BIN);
+    args_add(&a, "--cache-dir");
+    args_add(&a, cache);
+    if (keys != NULL) {
+        args_add(&a, "--keys");
+        args_add(&a, keys);
+        if (allow_nodes != NULL) {
+            args_add(&a, "--allow-nodes");
+            args_add(&a, allow_nodes);
+        }
+        if (operators != NULL) {
+            args_add(&a, "--operators");
+            args_add(&a, operators);
+        }
+    } else {
+        args_add(&a, "--insecure");
+    }
     if (!fleet) {
-        argv[n++] = "--fleet-address";
-        argv[n++] = "127.0.0.1:0";
+        args_add(&a, "--fleet-address");
+        args_add(&a, "127.0.0.1:0");
     }
     if (!control) {
-        argv[n++] = "--control-address";
-        argv[n++] = "127.0.0.1:0";
+        args_add(&a, "--control-address");
+        args_add(&a, "127.0.0.1:0");
     }
-    for (int i = 0; i < ne; i++) {
-        argv[n++] = extra[i];
+    for (int i = 0; extra != NULL && i < extra->n; i++) {
+        args_add(&a, extra->v[i]);
     }
-    argv[n] = NULL;
     memset(l, 0, sizeof(*l));
-    l->p = daemon_spawn("superlink", argv);
+    l->p = daemon_spawn("superlink", a.v);
     double deadline = now_s() + START_TIMEOUT;
     for (;;) {
         char *out = read_all(l->p->out, NULL);
@@ -395,44 +443,64 @@ superlink_start(superlink_t *l, ...)
     }
 }
 
-/* Starts a SuperNode for partition `partition` of `partitions` (key: --node-key or NULL), with
- * the extra arguments (NULL-terminated). */
+/* Starts petal-superlink --insecure with the extra arguments (NULL-terminated). */
+void
+superlink_start(superlink_t *l, ...)
+{
+    args_t extra = {.n = 0};
+    va_list ap;
+    va_start(ap, l);
+    args_add_va(&extra, ap);
+    va_end(ap);
+    superlink_start_keys(l, NULL, NULL, NULL, &extra);
+}
+
+/* Starts SuperNode `name` for partition `partition` of `partitions`, with the arguments a. */
 proc_t *
-supernode_start(const superlink_t *l, int partition, int partitions, const char *key, ...)
+supernode_start_args(const superlink_t *l, const char *name, int partition, int partitions,
+                     const args_t *a)
 {
     static char configs[PROCS_MAX_DAEMONS][96];
     static char caches[PROCS_MAX_DAEMONS][PATH_CAP];
     static int next;
-    const char *argv[PROCS_MAX_ARGS];
-    int n = 0, slot = next++ % PROCS_MAX_DAEMONS;
-    char name[64];
+    int slot = next++ % PROCS_MAX_DAEMONS;
+    char cache_name[64];
     snprintf(configs[slot], sizeof(configs[slot]), "partition-id=%d num-partitions=%d", partition,
              partitions);
-    snprintf(name, sizeof(name), "node%d-cache", partition);
-    work_path(caches[slot], sizeof(caches[slot]), name);
-    argv[n++] = SUPERNODE_BIN;
-    argv[n++] = "--superlink";
-    argv[n++] = l->fleet;
-    argv[n++] = "--insecure";
-    argv[n++] = "--node-config";
-    argv[n++] = configs[slot];
-    argv[n++] = "--cache-dir";
-    argv[n++] = caches[slot];
+    snprintf(cache_name, sizeof(cache_name), "%s-cache", name);
+    work_path(caches[slot], sizeof(caches[slot]), cache_name);
+    args_t all = {.n = 0};
+    args_add(&all, SUPERNODE_BIN);
+    args_add(&all, "--superlink");
+    args_add(&all, l->fleet);
+    args_add(&all, "--node-config");
+    args_add(&all, configs[slot]);
+    args_add(&all, "--cache-dir");
+    args_add(&all, caches[slot]);
+    for (int i = 0; a != NULL && i < a->n; i++) {
+        args_add(&all, a->v[i]);
+    }
+    return daemon_spawn(name, all.v);
+}
+
+/* Starts an insecure SuperNode for partition `partition` of `partitions` (key: --node-key or
+ * NULL), with the extra arguments (NULL-terminated). */
+proc_t *
+supernode_start(const superlink_t *l, int partition, int partitions, const char *key, ...)
+{
+    args_t a = {.n = 0};
+    char name[32];
+    args_add(&a, "--insecure");
     if (key != NULL) {
-        argv[n++] = "--node-key";
-        argv[n++] = key;
+        args_add(&a, "--node-key");
+        args_add(&a, key);
     }
     va_list ap;
     va_start(ap, key);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(n, PROCS_MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    args_add_va(&a, ap);
     va_end(ap);
-    argv[n] = NULL;
     snprintf(name, sizeof(name), "node%d", partition);
-    return daemon_spawn(name, argv);
+    return supernode_start_args(l, name, partition, partitions, &a);
 }
 
 /* The node id the SuperNode reports in its latest "registered ... as node N" line. */
@@ -455,12 +523,41 @@ supernode_id(proc_t *p)
 
 /* ---- What the CLI reports ----------------------------------------------------------------- */
 
+void
+superlink_cli_args(const superlink_t *l, args_t *a)
+{
+    args_add(a, "--superlink");
+    args_add(a, l->control);
+    if (l->cli_keys == NULL) {
+        args_add(a, "--insecure");
+        return;
+    }
+    args_add(a, "--keys");
+    args_add(a, l->cli_keys);
+    if (l->cli_pin != NULL) {
+        args_add(a, "--superlink-key");
+        args_add(a, l->cli_pin);
+    }
+}
+
+/* `petal CMD <how to reach l> --format json`. */
+static void
+cli_json(tool_result_t *r, const superlink_t *l, const char *cmd)
+{
+    args_t a = {.n = 0};
+    args_add(&a, PETAL_BIN);
+    args_add(&a, cmd);
+    superlink_cli_args(l, &a);
+    args_add(&a, "--format");
+    args_add(&a, "json");
+    run_args(r, CLI_TIMEOUT, &a);
+}
+
 char *
 nodes_json(const superlink_t *l)
 {
     tool_result_t r;
-    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "nodes", "--superlink", l->control, "--insecure",
-             "--format", "json", NULL);
+    cli_json(&r, l, "nodes");
     assert_ok(&r, "petal nodes");
     char *out = r.out;
     r.out = NULL;
@@ -524,8 +621,7 @@ run_status(const superlink_t *l, int64_t run_id, char *status, size_t scap, char
            size_t rcap)
 {
     tool_result_t r;
-    run_tool(&r, CLI_TIMEOUT, PETAL_BIN, "ls", "--superlink", l->control, "--insecure", "--format",
-             "json", NULL);
+    cli_json(&r, l, "ls");
     assert_ok(&r, "petal ls");
     char key[64];
     snprintf(key, sizeof(key), "\"run-id\": %lld,", (long long)run_id);

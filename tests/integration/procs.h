@@ -2,14 +2,16 @@
 #ifndef PETAL_TEST_PROCS_H
 #define PETAL_TEST_PROCS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 /*
- * The approach of test_deploy.c, shared: every test starts build/bin/petal-superlink,
- * petal-supernode and petal as child processes on 127.0.0.1 (ports from port 0), with stdout
- * and stderr captured in files of a fresh temporary directory. No process outlives its test:
+ * The approach of test_deploy.c, shared by test_deploy, test_signed and test_security: every
+ * test starts build/bin/petal-superlink, petal-supernode and petal as child processes on
+ * 127.0.0.1 (ports from port 0; insecure, or with keys), with stdout and stderr captured in
+ * files of a fresh temporary directory. No process outlives its test:
  *   - every child gets its own process group, dies with the test process (PR_SET_PDEATHSIG),
  *     and carries PROCS_TAG_VAR=<the suite's directory> in its environment;
  *   - procs_teardown (and an atexit handler, for tests that fail) SIGKILLs every daemon's group
@@ -52,7 +54,17 @@ typedef struct superlink {
     proc_t *p;
     char fleet[96];   /* "127.0.0.1:PORT" */
     char control[96]; /* "127.0.0.1:PORT" */
+    /* How the helpers' own CLI calls (nodes_json, run_status, ...) authenticate: NULL keys means
+     * --insecure, otherwise --keys cli_keys --superlink-key cli_pin. */
+    const char *cli_keys;
+    const char *cli_pin;
 } superlink_t;
+
+/* A NULL-terminated argument vector being built (v is always NULL-terminated). */
+typedef struct args {
+    const char *v[PROCS_MAX_ARGS];
+    int n;
+} args_t;
 
 /* ---- Fixtures -------------------------------------------------------------------------------- */
 
@@ -75,6 +87,13 @@ char *text_of(const char *path);
 void work_path(char *buf, size_t cap, const char *name);
 int count_text(const char *hay, const char *needle);
 
+/* ---- Argument vectors --------------------------------------------------------------------- */
+
+/* Appends s (the test fails when the vector is full). */
+void args_add(args_t *a, const char *s);
+/* Appends the NULL-terminated arguments of ap. */
+void args_add_va(args_t *a, va_list ap);
+
 /* ---- Processes ---------------------------------------------------------------------------- */
 
 int proc_exited(proc_t *p);
@@ -84,6 +103,8 @@ void proc_kill_group(proc_t *p);
 proc_t *daemon_spawn(const char *name, const char *const *argv);
 /* Runs bin with the NULL-terminated arguments and waits for it, at most `timeout` seconds. */
 void run_tool(tool_result_t *r, double timeout, const char *bin, ...) __attribute__((sentinel));
+/* Runs a->v (a->v[0] is the binary) the same way. */
+void run_args(tool_result_t *r, double timeout, const args_t *a);
 void tool_free(tool_result_t *r);
 void assert_ok(const tool_result_t *r, const char *what);
 /* A refusal: exit status `code` (-2: any non-zero) and every needle (NULL-terminated) on
@@ -91,18 +112,34 @@ void assert_ok(const tool_result_t *r, const char *what);
 void assert_refused(const tool_result_t *r, int code, ...) __attribute__((sentinel));
 /* Waits until `needle` shows up in p's stdout (which = 1) or stderr (2); 1 if it did. */
 int wait_text(proc_t *p, int which, const char *needle, double timeout);
+/* Waits for a daemon to exit by itself; returns its exit status (the test fails otherwise). */
+int daemon_exit(proc_t *p, double timeout);
+/* Fails the test unless the file at `path` (called `what` in the message) contains `needle`. */
+void assert_file_has(const char *path, const char *what, const char *needle);
 
 /* ---- The daemons and the CLI -------------------------------------------------------------- */
 
 /* petal-superlink --insecure with the extra arguments (NULL-terminated), ports 127.0.0.1:0,
  * cache <workdir>/superlink-cache. Returns once it printed where it listens. */
 void superlink_start(superlink_t *l, ...) __attribute__((sentinel));
+/* petal-superlink secured with --keys `keys` (--allow-nodes `allow_nodes`, --operators
+ * `operators` unless NULL), or --insecure when `keys` is NULL, with the extra arguments (NULL:
+ * none); otherwise as superlink_start. l->cli_keys/cli_pin start NULL: set them for a secure one.
+ */
+void superlink_start_keys(superlink_t *l, const char *keys, const char *allow_nodes,
+                          const char *operators, const args_t *extra);
 /* A SuperNode for partition `partition` of `partitions` (--node-key `key` unless NULL), cache
  * <workdir>/node<partition>-cache, with the extra arguments (NULL-terminated). */
 proc_t *supernode_start(const superlink_t *l, int partition, int partitions, const char *key, ...)
     __attribute__((sentinel));
+/* A SuperNode called `name` (cache <workdir>/<name>-cache) for partition `partition` of
+ * `partitions`, with the arguments `a` (which say --insecure or give its keys). */
+proc_t *supernode_start_args(const superlink_t *l, const char *name, int partition, int partitions,
+                             const args_t *a);
 /* The node id from the SuperNode's latest "registered ... as node N" line. */
 uint64_t supernode_id(proc_t *p);
+/* Appends how the CLI reaches l: --superlink CONTROL, then --insecure or l's CLI keys. */
+void superlink_cli_args(const superlink_t *l, args_t *a);
 /* `petal nodes --format json`. */
 char *nodes_json(const superlink_t *l);
 /* Waits until `want` nodes are online; returns the listing. */

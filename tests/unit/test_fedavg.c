@@ -15,6 +15,8 @@
 #include "runtime/grid.h"
 #include "runtime/message.h"
 
+#include "fake_grid.h"
+
 /* ---- Helpers -------------------------------------------------------------------------------- */
 
 static uint64_t
@@ -85,32 +87,6 @@ error_from(uint64_t node, int32_t code, const char *reason)
     m = pt_message_alloc_error(&md, code, reason);
     ck_assert_ptr_nonnull(m);
     return m;
-}
-
-static void
-set_i64(petal_metricrecord_t *m, const char *name, int64_t v)
-{
-    petal_value_t x = petal_value_i64(v);
-    ck_assert_int_eq(petal_metricrecord_set(m, name, &x), 0);
-}
-
-static void
-set_f64(petal_metricrecord_t *m, const char *name, double v)
-{
-    petal_value_t x = petal_value_f64(v);
-    ck_assert_int_eq(petal_metricrecord_set(m, name, &x), 0);
-}
-
-static double
-metric_f64(const petal_metricrecord_t *m, const char *name)
-{
-    petal_value_t v;
-    double x = NAN;
-
-    ck_assert_ptr_nonnull(m);
-    ck_assert_msg(petal_metricrecord_get(m, name, &v) == 0, "metric %s missing", name);
-    ck_assert_int_eq(petal_value_as_f64(&v, &x), 0);
-    return x;
 }
 
 static int
@@ -731,37 +707,11 @@ END_TEST
 
 /* ---- The loop on a fake grid --------------------------------------------------------------- */
 
-#define FG_MAX_NODES 16
-
-typedef struct fake_grid {
-    struct petal_grid base;
-    uint64_t nodes[FG_MAX_NODES];
-    uint64_t n;
-    uint64_t delivery_seed; /* shuffles the reply order */
-    uint64_t failing;       /* node that answers NODE_UNAVAILABLE (0: none) */
-    uint64_t broken_from;   /* nodes >= this answer errors (0: none) */
-    pt_runtime_t *rt;
-    petal_recorddict_t *final;
-    int train_records;
-    int evaluate_records;
-    int server_records;
-    int64_t last_replies;
-    int64_t last_failures;
+/* What the fake ClientApp saw in its config (when the test points f->ctx at one). */
+typedef struct config_seen {
     int saw_lr;
     int saw_round;
-    int shared_buffers; /* train messages whose arrays share the global's buffer */
-    int queries;
-} fake_grid_t;
-
-static int64_t
-fg_node_ids(petal_grid_t *g, uint64_t *ids, uint64_t cap)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
-    for (uint64_t i = 0; i < f->n && i < cap; i++) {
-        ids[i] = f->nodes[i];
-    }
-    return (int64_t)f->n;
-}
+} config_seen_t;
 
 /* The fake ClientApp: train returns the arrays plus a per-node perturbation. */
 static petal_message_t *
@@ -771,20 +721,17 @@ fg_client(fake_grid_t *f, petal_message_t *msg)
     const petal_recorddict_t *in = petal_message_content(msg);
     const petal_configrecord_t *cfg = petal_recorddict_config(in, "config");
     const petal_arrayrecord_t *arrays = petal_recorddict_arrays(in, "arrays");
+    config_seen_t *seen = f->ctx;
     petal_recorddict_t *out;
     petal_value_t v;
     uint64_t node;
 
     petal_message_metadata(msg, &md);
     node = md.dst_node_id;
-    if (node == f->failing || (f->broken_from != 0 && node >= f->broken_from)) {
-        return pt_message_alloc_error_reply(msg, PETAL_E_NODE_UNAVAILABLE, "node went away");
-    }
     out = petal_recorddict_alloc();
     if (strcmp(md.message_type, "query.init-arrays") == 0) {
         uint64_t shape[1] = {1000};
         double vals[1000];
-        f->queries++;
         for (int i = 0; i < 1000; i++) {
             vals[i] = sin(i);
         }
@@ -792,11 +739,11 @@ fg_client(fake_grid_t *f, petal_message_t *msg)
                   vals);
         return pt_message_alloc_reply(msg, out);
     }
-    if (cfg != NULL && petal_configrecord_get(cfg, "lr", &v) == 0) {
-        f->saw_lr++;
+    if (seen != NULL && cfg != NULL && petal_configrecord_get(cfg, "lr", &v) == 0) {
+        seen->saw_lr++;
     }
-    if (cfg != NULL && petal_configrecord_get(cfg, "server-round", &v) == 0) {
-        f->saw_round++;
+    if (seen != NULL && cfg != NULL && petal_configrecord_get(cfg, "server-round", &v) == 0) {
+        seen->saw_round++;
     }
     if (strcmp(md.message_type, "train") == 0) {
         const petal_array_t *w = petal_arrayrecord_get(arrays, "w");
@@ -818,112 +765,30 @@ fg_client(fake_grid_t *f, petal_message_t *msg)
     return pt_message_alloc_reply(msg, out);
 }
 
-static int64_t
-fg_send_and_stream(petal_grid_t *g, petal_message_t **msgs, uint64_t n, double timeout,
-                   petal_reply_cb cb, void *cb_ctx)
+/* What every recorded round must carry, given fg_client's metrics. */
+static void
+fg_check_metrics(fake_grid_t *f, uint32_t round, const char *phase, const petal_metricrecord_t *m)
 {
-    fake_grid_t *f = (fake_grid_t *)g;
-    petal_message_t *replies[FG_MAX_NODES];
-    uint64_t s = f->delivery_seed;
-
-    (void)timeout;
-    ck_assert_uint_le(n, FG_MAX_NODES);
-    for (uint64_t i = 0; i < n; i++) {
-        petal_metadata_t md;
-        petal_message_metadata(msgs[i], &md);
-        if (strcmp(md.message_type, "train") == 0) {
-            const petal_array_t *w = petal_arrayrecord_get(
-                petal_recorddict_arrays(petal_message_content(msgs[i]), "arrays"), "w");
-            if (i > 0) {
-                const petal_array_t *w0 = petal_arrayrecord_get(
-                    petal_recorddict_arrays(petal_message_content(msgs[0]), "arrays"), "w");
-                f->shared_buffers += pt_array_buf(w) == pt_array_buf(w0);
-            }
-        }
-        replies[i] = fg_client(f, msgs[i]);
-        ck_assert_ptr_nonnull(replies[i]);
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        petal_message_free(msgs[i]); /* the grid owned them */
-    }
-    for (uint64_t i = n; i > 1; i--) {
-        uint64_t j = test_rand(&s) % i;
-        petal_message_t *t = replies[i - 1];
-        replies[i - 1] = replies[j];
-        replies[j] = t;
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        cb(cb_ctx, replies[i]);
-        petal_message_free(replies[i]);
-    }
-    return (int64_t)n;
-}
-
-static int32_t
-fg_record_metrics(petal_grid_t *g, uint32_t round, const char *phase, const petal_metricrecord_t *m)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
     petal_value_t v;
 
+    (void)f;
     ck_assert_uint_ge(round, 1);
     if (strcmp(phase, "train") == 0) {
-        f->train_records++;
         ck_assert_int_eq(petal_metricrecord_get(m, "num-replies", &v), 0);
-        f->last_replies = v.as.i64;
         ck_assert_int_eq(petal_metricrecord_get(m, "num-failures", &v), 0);
-        f->last_failures = v.as.i64;
         ck_assert(has_metric(m, "loss"));
     } else if (strcmp(phase, "evaluate") == 0) {
-        f->evaluate_records++;
         ck_assert(has_metric(m, "accuracy"));
     } else {
         ck_assert_str_eq(phase, "server");
-        f->server_records++;
     }
-    return 0;
 }
-
-static int32_t
-fg_set_final(petal_grid_t *g, const petal_arrayrecord_t *arrays)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
-    petal_arrayrecord_t *dst;
-
-    petal_recorddict_free(f->final);
-    f->final = petal_recorddict_alloc();
-    dst = petal_recorddict_add_arrays(f->final, "arrays");
-    for (uint64_t i = 0; i < petal_arrayrecord_count(arrays); i++) {
-        ck_assert_int_eq(petal_arrayrecord_add_ref(dst, petal_arrayrecord_name_at(arrays, i),
-                                                   petal_arrayrecord_at(arrays, i)),
-                         0);
-    }
-    return 0;
-}
-
-static struct pt_runtime *
-fg_runtime(petal_grid_t *g)
-{
-    return ((fake_grid_t *)g)->rt;
-}
-
-static const pt_grid_ops_t fake_grid_ops = {
-    .node_ids = fg_node_ids,
-    .send_and_stream = fg_send_and_stream,
-    .record_metrics = fg_record_metrics,
-    .set_final_arrays = fg_set_final,
-    .runtime = fg_runtime,
-};
 
 static void
 fg_init(fake_grid_t *f, uint64_t n, uint64_t delivery_seed)
 {
-    memset(f, 0, sizeof(*f));
-    f->base.ops = &fake_grid_ops;
-    f->n = n;
-    for (uint64_t i = 0; i < n; i++) {
-        f->nodes[i] = 11 + 7 * i;
-    }
-    f->delivery_seed = delivery_seed;
+    fake_grid_init(f, n, delivery_seed, fg_client);
+    f->check_metrics = fg_check_metrics;
 }
 
 static int32_t
@@ -1106,40 +971,23 @@ END_TEST
 /* ---- The default server ------------------------------------------------------------------------
  */
 
-static petal_context_t *
-server_context(const char *const *keys, const petal_value_t *vals, int n)
-{
-    petal_recorddict_t *holder = petal_recorddict_alloc();
-    petal_configrecord_t *c = petal_recorddict_add_config(holder, PT_CONFIG_HOLDER_NAME);
-    pt_run_config_t *rc;
-    petal_context_t *ctx;
-
-    for (int i = 0; i < n; i++) {
-        ck_assert_int_eq(petal_configrecord_set(c, keys[i], &vals[i]), 0);
-    }
-    rc = pt_run_config_alloc(holder);
-    ck_assert_ptr_nonnull(rc);
-    ctx = pt_context_alloc(1, PETAL_SERVER_NODE_ID, rc, NULL);
-    ck_assert_ptr_nonnull(ctx);
-    pt_run_config_release(rc);
-    return ctx;
-}
-
 START_TEST(test_default_server_runs)
 {
     fake_grid_t f;
     const char *keys[4] = {"num-server-rounds", "lr", "fraction-evaluate", "seed"};
     petal_value_t vals[4] = {petal_value_i64(2), petal_value_f64(0.05), petal_value_f64(0.0),
                              petal_value_i64(9)};
-    petal_context_t *ctx = server_context(keys, vals, 4);
+    petal_context_t *ctx = fg_server_context(keys, vals, 4);
+    config_seen_t seen = {0};
 
     fg_init(&f, 5, 4);
+    f.ctx = &seen;
     ck_assert_int_eq(pt_default_server_main(&f.base, ctx), 0);
     ck_assert_int_eq(f.queries, 1);
     ck_assert_int_eq(f.train_records, 2);
     ck_assert_int_eq(f.evaluate_records, 0);
-    ck_assert_int_eq(f.saw_lr, 2 * 5);    /* run config forwarded to every train message */
-    ck_assert_int_eq(f.saw_round, 2 * 5); /* with "server-round" */
+    ck_assert_int_eq(seen.saw_lr, 2 * 5);    /* run config forwarded to every train message */
+    ck_assert_int_eq(seen.saw_round, 2 * 5); /* with "server-round" */
     ck_assert_ptr_nonnull(f.final);
     ck_assert_uint_eq(
         petal_array_numel(petal_arrayrecord_get(petal_recorddict_arrays(f.final, "arrays"), "w")),
@@ -1167,7 +1015,7 @@ START_TEST(test_default_server_rejects_bad_config)
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fake_grid_t f;
-        petal_context_t *ctx = server_context(&cases[i].key, &cases[i].val, 1);
+        petal_context_t *ctx = fg_server_context(&cases[i].key, &cases[i].val, 1);
         fg_init(&f, 5, 4);
         ck_assert_int_eq(pt_default_server_main(&f.base, ctx), PETAL_ECONFIG);
         ck_assert_msg(strstr(pt_context_error(ctx), cases[i].expect), "%s: %s", cases[i].key,
@@ -1181,7 +1029,7 @@ END_TEST
 START_TEST(test_default_server_needs_init_arrays)
 {
     fake_grid_t f;
-    petal_context_t *ctx = server_context(NULL, NULL, 0);
+    petal_context_t *ctx = fg_server_context(NULL, NULL, 0);
 
     fg_init(&f, 3, 4);
     f.failing = f.nodes[0]; /* the lowest node id answers with an error */

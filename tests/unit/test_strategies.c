@@ -16,6 +16,8 @@
 #include "runtime/grid.h"
 #include "runtime/message.h"
 
+#include "fake_grid.h"
+
 /* ---- Helpers -------------------------------------------------------------------------------- */
 
 static double
@@ -53,32 +55,6 @@ elem(const petal_arrayrecord_t *r, const char *name, uint64_t i)
         return (double)((const float *)petal_array_data(a))[i];
     }
     return ((const double *)petal_array_data(a))[i];
-}
-
-static void
-set_i64(petal_metricrecord_t *m, const char *name, int64_t v)
-{
-    petal_value_t x = petal_value_i64(v);
-    ck_assert_int_eq(petal_metricrecord_set(m, name, &x), 0);
-}
-
-static void
-set_f64(petal_metricrecord_t *m, const char *name, double v)
-{
-    petal_value_t x = petal_value_f64(v);
-    ck_assert_int_eq(petal_metricrecord_set(m, name, &x), 0);
-}
-
-static double
-metric_f64(const petal_metricrecord_t *m, const char *name)
-{
-    petal_value_t v;
-    double x = NAN;
-
-    ck_assert_ptr_nonnull(m);
-    ck_assert_msg(petal_metricrecord_get(m, name, &v) == 0, "metric %s missing", name);
-    ck_assert_int_eq(petal_value_as_f64(&v, &x), 0);
-    return x;
 }
 
 static void
@@ -937,32 +913,12 @@ END_TEST
 /* ---- A fake grid: the loop, FedProx's config, the default server ------------------------------
  */
 
-#define FG_MAX_NODES 16
-
-typedef struct fake_grid {
-    struct petal_grid base;
-    uint64_t nodes[FG_MAX_NODES];
-    uint64_t n;
-    uint64_t delivery_seed;
-    pt_runtime_t *rt;
-    petal_recorddict_t *final;
-    int train_records;
-    int queries;
-    int train_msgs;
-    int saw_mu; /* train messages with "proximal-mu" == want_mu */
+/* What FedProx's fake ClientApp looks for and saw (when the test points f->ctx at one). */
+typedef struct mu_seen {
     double want_mu;
+    int saw_mu;   /* train messages with "proximal-mu" == want_mu */
     int saw_user; /* train messages with the user hook's key */
-} fake_grid_t;
-
-static int64_t
-fg_node_ids(petal_grid_t *g, uint64_t *ids, uint64_t cap)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
-    for (uint64_t i = 0; i < f->n && i < cap; i++) {
-        ids[i] = f->nodes[i];
-    }
-    return (int64_t)f->n;
-}
+} mu_seen_t;
 
 /* The fake ClientApp: train moves each element towards 1 with a per-node offset; node 11 is
  * malicious when the run says so (config "attack"). */
@@ -973,12 +929,12 @@ fg_client(fake_grid_t *f, petal_message_t *msg)
     const petal_recorddict_t *in = petal_message_content(msg);
     const petal_configrecord_t *cfg = petal_recorddict_config(in, "config");
     petal_recorddict_t *out = petal_recorddict_alloc();
+    mu_seen_t *seen = f->ctx;
     petal_value_t v;
 
     petal_message_metadata(msg, &md);
     if (strcmp(md.message_type, "query.init-arrays") == 0) {
         double zeros[64] = {0};
-        f->queries++;
         add_array(petal_recorddict_add_arrays(out, "arrays"), "w", PETAL_DTYPE_FLOAT32, 64, zeros);
         return pt_message_alloc_reply(msg, out);
     }
@@ -990,13 +946,12 @@ fg_client(fake_grid_t *f, petal_message_t *msg)
         int attack = cfg != NULL && petal_configrecord_get(cfg, "attack", &v) == 0 &&
                      md.dst_node_id == f->nodes[0];
 
-        f->train_msgs++;
-        if (cfg != NULL && petal_configrecord_get(cfg, "proximal-mu", &v) == 0 &&
-            v.type == PETAL_VALUE_DOUBLE && v.as.f64 == f->want_mu) {
-            f->saw_mu++;
+        if (seen != NULL && cfg != NULL && petal_configrecord_get(cfg, "proximal-mu", &v) == 0 &&
+            v.type == PETAL_VALUE_DOUBLE && v.as.f64 == seen->want_mu) {
+            seen->saw_mu++;
         }
-        if (cfg != NULL && petal_configrecord_get(cfg, "user-key", &v) == 0) {
-            f->saw_user++;
+        if (seen != NULL && cfg != NULL && petal_configrecord_get(cfg, "user-key", &v) == 0) {
+            seen->saw_user++;
         }
         for (int i = 0; i < 64; i++) {
             y[i] = attack ? -1000.0
@@ -1014,88 +969,10 @@ fg_client(fake_grid_t *f, petal_message_t *msg)
     return pt_message_alloc_reply(msg, out);
 }
 
-static int64_t
-fg_send_and_stream(petal_grid_t *g, petal_message_t **msgs, uint64_t n, double timeout,
-                   petal_reply_cb cb, void *cb_ctx)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
-    petal_message_t *replies[FG_MAX_NODES];
-    uint64_t s = f->delivery_seed;
-
-    (void)timeout;
-    ck_assert_uint_le(n, FG_MAX_NODES);
-    for (uint64_t i = 0; i < n; i++) {
-        replies[i] = fg_client(f, msgs[i]);
-        ck_assert_ptr_nonnull(replies[i]);
-        petal_message_free(msgs[i]);
-    }
-    for (uint64_t i = n; i > 1; i--) {
-        uint64_t j = pt_splitmix64(&s) % i;
-        petal_message_t *t = replies[i - 1];
-        replies[i - 1] = replies[j];
-        replies[j] = t;
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        cb(cb_ctx, replies[i]);
-        petal_message_free(replies[i]);
-    }
-    return (int64_t)n;
-}
-
-static int32_t
-fg_record_metrics(petal_grid_t *g, uint32_t round, const char *phase, const petal_metricrecord_t *m)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
-
-    (void)round;
-    (void)m;
-    if (strcmp(phase, "train") == 0) {
-        f->train_records++;
-    }
-    return 0;
-}
-
-static int32_t
-fg_set_final(petal_grid_t *g, const petal_arrayrecord_t *arrays)
-{
-    fake_grid_t *f = (fake_grid_t *)g;
-    petal_arrayrecord_t *dst;
-
-    petal_recorddict_free(f->final);
-    f->final = petal_recorddict_alloc();
-    dst = petal_recorddict_add_arrays(f->final, "arrays");
-    for (uint64_t i = 0; i < petal_arrayrecord_count(arrays); i++) {
-        ck_assert_int_eq(petal_arrayrecord_add_ref(dst, petal_arrayrecord_name_at(arrays, i),
-                                                   petal_arrayrecord_at(arrays, i)),
-                         0);
-    }
-    return 0;
-}
-
-static struct pt_runtime *
-fg_runtime(petal_grid_t *g)
-{
-    return ((fake_grid_t *)g)->rt;
-}
-
-static const pt_grid_ops_t fake_grid_ops = {
-    .node_ids = fg_node_ids,
-    .send_and_stream = fg_send_and_stream,
-    .record_metrics = fg_record_metrics,
-    .set_final_arrays = fg_set_final,
-    .runtime = fg_runtime,
-};
-
 static void
 fg_init(fake_grid_t *f, uint64_t n, uint64_t delivery_seed)
 {
-    memset(f, 0, sizeof(*f));
-    f->base.ops = &fake_grid_ops;
-    f->n = n;
-    for (uint64_t i = 0; i < n; i++) {
-        f->nodes[i] = 11 + 7 * i;
-    }
-    f->delivery_seed = delivery_seed;
+    fake_grid_init(f, n, delivery_seed, fg_client);
 }
 
 static int32_t
@@ -1117,10 +994,11 @@ START_TEST(test_fedprox_sends_mu)
     petal_strategy_t *s;
     petal_recorddict_t *init = petal_recorddict_alloc();
     double zeros[64] = {0};
+    mu_seen_t seen = {.want_mu = 0.25};
 
     add_array(petal_recorddict_add_arrays(init, "arrays"), "w", PETAL_DTYPE_FLOAT32, 64, zeros);
     fg_init(&f, 4, 1);
-    f.want_mu = 0.25;
+    f.ctx = &seen;
     petal_strategy_options_init(&o);
     o.fraction_evaluate = 0.0;
     o.train_config_fn = user_hook; /* chained: its keys stay, FedProx's mu wins */
@@ -1131,8 +1009,8 @@ START_TEST(test_fedprox_sends_mu)
     ck_assert_int_eq(
         petal_strategy_start(s, &f.base, petal_recorddict_arrays(init, "arrays"), 2, NULL), 0);
     ck_assert_int_eq(f.train_msgs, 8);
-    ck_assert_int_eq(f.saw_mu, 8);
-    ck_assert_int_eq(f.saw_user, 8);
+    ck_assert_int_eq(seen.saw_mu, 8);
+    ck_assert_int_eq(seen.saw_user, 8);
     ck_assert_ptr_nonnull(f.final);
     petal_recorddict_free(f.final);
     petal_strategy_free(s);
@@ -1141,25 +1019,6 @@ START_TEST(test_fedprox_sends_mu)
 END_TEST
 
 /* ---- Checks before round 1 ------------------------------------------------------------------- */
-
-static petal_context_t *
-server_context(const char *const *keys, const petal_value_t *vals, int n)
-{
-    petal_recorddict_t *holder = petal_recorddict_alloc();
-    petal_configrecord_t *c = petal_recorddict_add_config(holder, PT_CONFIG_HOLDER_NAME);
-    pt_run_config_t *rc;
-    petal_context_t *ctx;
-
-    for (int i = 0; i < n; i++) {
-        ck_assert_int_eq(petal_configrecord_set(c, keys[i], &vals[i]), 0);
-    }
-    rc = pt_run_config_alloc(holder);
-    ck_assert_ptr_nonnull(rc);
-    ctx = pt_context_alloc(1, PETAL_SERVER_NODE_ID, rc, NULL);
-    ck_assert_ptr_nonnull(ctx);
-    pt_run_config_release(rc);
-    return ctx;
-}
 
 #define S(x) petal_value_str(x, sizeof(x) - 1)
 #define I(x) petal_value_i64(x)
@@ -1209,7 +1068,7 @@ START_TEST(test_misconfigured_fail_before_round_1)
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fake_grid_t f;
-        petal_context_t *ctx = server_context(cases[i].keys, cases[i].vals, cases[i].n);
+        petal_context_t *ctx = fg_server_context(cases[i].keys, cases[i].vals, cases[i].n);
         fg_init(&f, 5, 4);
         ck_assert_int_eq(pt_default_server_main(&f.base, ctx), PETAL_ECONFIG);
         ck_assert_msg(strstr(pt_context_error(ctx), cases[i].expect), "case %zu: %s", i,
@@ -1310,7 +1169,7 @@ START_TEST(test_default_server_every_strategy)
         petal_value_t vals[6] = {
             petal_value_str(all_names[k], strlen(all_names[k])), I(3), I(1), I(7), F(0.1), I(1)};
         int robust = k >= 6 && k <= 10;
-        petal_context_t *ctx = server_context(keys, vals, robust ? 6 : 5);
+        petal_context_t *ctx = fg_server_context(keys, vals, robust ? 6 : 5);
         const petal_arrayrecord_t *a;
 
         fg_init(&f, 8, k + 1);
@@ -1337,7 +1196,7 @@ START_TEST(test_host_table_runs_default_server)
     fake_grid_t f;
     const char *keys[2] = {"strategy", "num-server-rounds"};
     petal_value_t vals[2] = {S("fedmedian"), I(2)};
-    petal_context_t *ctx = server_context(keys, vals, 2);
+    petal_context_t *ctx = fg_server_context(keys, vals, 2);
 
     ck_assert(PETAL_HOST_HAS(h, run_default_server));
     fg_init(&f, 3, 9);
@@ -1351,7 +1210,7 @@ START_TEST(test_host_table_runs_default_server)
     vals[0] = S("krum");
     keys[1] = "num-malicious-nodes";
     vals[1] = I(3);
-    ctx = server_context(keys, vals, 2);
+    ctx = fg_server_context(keys, vals, 2);
     fg_init(&f, 3, 9);
     ck_assert_int_eq(h->run_default_server(&f.base, ctx), PETAL_ECONFIG);
     ck_assert_msg(strstr(pt_context_error(ctx), "2*3+3 = 9"), "%s", pt_context_error(ctx));

@@ -395,6 +395,15 @@ pt_secure_session_free(pt_secure_session_t *s)
 }
 
 int
+pt_secure_session_refuse(pt_secure_session_t *s, int status, const char *why)
+{
+    if (s == NULL || why == NULL) {
+        return PETAL_EINVAL;
+    }
+    return fail_alert(s, status, why, "%s", why);
+}
+
+int
 pt_secure_take_output(pt_secure_session_t *s, uint8_t **data, size_t *len)
 {
     if (s == NULL || data == NULL || len == NULL) {
@@ -1062,9 +1071,17 @@ pt_secure_open(pt_secure_session_t *s, const uint8_t *rec, size_t len, uint8_t *
 #define BATCH_REUSE_MIN (256 * 1024)
 #define LINGER_MS 1000 /* a refused client has this long to read the refusal */
 
+/* Handshakes in progress on one listener, shared with its connections (it may close before
+ * they finish): freed by the last of them. Loop thread. */
+typedef struct hs_gauge {
+    unsigned refs;
+    uint64_t n, max;
+} hs_gauge_t;
+
 struct pt_secure_listener {
     pt_secure_opts_t opts;
     uint8_t pin[KEY_BYTES];
+    hs_gauge_t *gauge;
 };
 
 typedef struct sjob {
@@ -1107,7 +1124,27 @@ struct pt_secure_conn {
     int batches;
     struct sbatch *spare[MAX_BATCHES]; /* BATCH_STD buffers kept while sending bulk data */
     int nspare;
+    hs_gauge_t *gauge; /* accepted: counted there while its handshake runs */
 };
+
+static void
+gauge_release(hs_gauge_t *g)
+{
+    if (g != NULL && --g->refs == 0) {
+        free(g);
+    }
+}
+
+/* The connection's handshake is over (done, failed, or the connection is gone). */
+static void
+hs_uncount(struct pt_secure_conn *sc)
+{
+    if (sc->gauge != NULL) {
+        sc->gauge->n--;
+        gauge_release(sc->gauge);
+        sc->gauge = NULL;
+    }
+}
 
 static void rec_pump(pt_stream_conn_t *c);
 
@@ -1177,6 +1214,7 @@ pt_secure_stream_free(pt_stream_conn_t *c)
     struct pt_secure_conn *sc = c->sec;
 
     pt_secure_stream_release(c);
+    hs_uncount(sc);
     pt_secure_session_free(sc->sess);
     free(sc);
     c->sec = NULL;
@@ -1185,6 +1223,7 @@ pt_secure_stream_free(pt_stream_conn_t *c)
 void
 pt_secure_listener_free(pt_stream_listener_t *l)
 {
+    gauge_release(l->sec->gauge);
     free(l->sec);
     l->sec = NULL;
 }
@@ -1267,6 +1306,7 @@ hs_fail(pt_stream_conn_t *c, int status, const char *why, int linger)
 {
     struct pt_secure_conn *sc = c->sec;
 
+    hs_uncount(sc);
     if (!sc->server) {
         flush_output(c); /* an alert, best effort */
         pt_stream_conn_fail(c, status, "%s: %s", c->base.peer, why);
@@ -1328,6 +1368,7 @@ hs_pump(pt_stream_conn_t *c)
     uv_timer_stop(&c->idle);
     c->timer_on = 0;
     sc->established = 1;
+    hs_uncount(sc);
     if (pt_log_level() >= PETAL_LOG_DEBUG) {
         uint8_t pk[KEY_BYTES];
         char fpr[PT_KEY_FPR_SIZE];
@@ -1347,7 +1388,7 @@ void
 pt_secure_stream_start(pt_stream_conn_t *c, pt_stream_listener_t *l)
 {
     struct pt_secure_conn *sc;
-    int r;
+    int over = 0, r;
 
     if (c->sec == NULL) {
         r = conn_attach(c, &l->sec->opts, PT_SECURE_SERVER);
@@ -1357,10 +1398,27 @@ pt_secure_stream_start(pt_stream_conn_t *c, pt_stream_listener_t *l)
             return;
         }
         c->sec->listener = l;
+        over = l->sec->gauge->n >= l->sec->gauge->max;
+        if (!over) {
+            c->sec->gauge = l->sec->gauge;
+            c->sec->gauge->n++;
+            c->sec->gauge->refs++;
+        }
     }
     sc = c->sec;
     c->last_rx = uv_now(c->h.handle.loop);
     timer_set(c, sc->timeout_ms);
+    if (over) {
+        /* Busy: the client reads why (after the HELLO already queued) and backs off. */
+        char why[160];
+
+        snprintf(why, sizeof(why),
+                 "too many secure handshakes in progress (%llu, the limit); try again later",
+                 (unsigned long long)l->sec->gauge->max);
+        pt_secure_session_refuse(sc->sess, PETAL_EAGAIN, why);
+        hs_fail(c, PETAL_EAGAIN, why, 1);
+        return;
+    }
     r = flush_output(c);
     if (r == 0) {
         r = uv_read_start(&c->h.stream, pt_secure_on_alloc, pt_secure_on_read);
@@ -1809,6 +1867,14 @@ pt_listen_secure(pt_runtime_t *rt, const char *addr, pt_actor_t *owner,
         return PETAL_ENOMEM;
     }
     sl->opts = *opts;
+    sl->gauge = calloc(1, sizeof(*sl->gauge));
+    if (sl->gauge == NULL) {
+        free(sl);
+        return PETAL_ENOMEM;
+    }
+    sl->gauge->refs = 1;
+    sl->gauge->max =
+        opts->max_handshakes > 0 ? opts->max_handshakes : PT_SECURE_DEFAULT_MAX_HANDSHAKES;
     if (opts->pinned_peer_pk != NULL) {
         memcpy(sl->pin, opts->pinned_peer_pk, KEY_BYTES);
         sl->opts.pinned_peer_pk = sl->pin;

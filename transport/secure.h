@@ -46,6 +46,7 @@
 #define PT_SECURE_MAGIC "PETALSC2" /* 8 bytes, the first ones each side sends */
 #define PT_SECURE_MAGIC_LEN 8
 #define PT_SECURE_DEFAULT_HANDSHAKE_TIMEOUT 10.0 /* seconds */
+#define PT_SECURE_DEFAULT_MAX_HANDSHAKES 256     /* per listener, at once */
 
 /*
  * Record ciphers (bits of pt_secure_opts_t.ciphers and of the HELLO's offer). Both seal a record
@@ -76,6 +77,10 @@ typedef struct pt_secure_opts {
      * XChaCha20-Poly1305 with libsodium 1.0.18 on AES-NI machines), else XChaCha20-Poly1305;
      * with nothing in common the handshake fails ("no record cipher in common"). */
     unsigned ciphers;
+    /* A listener: handshakes in progress at once (each holds guarded memory and a timer until
+     * it ends); a client beyond them is told "too many secure handshakes in progress (N, the
+     * limit); try again later" and closed. 0: PT_SECURE_DEFAULT_MAX_HANDSHAKES. */
+    uint64_t max_handshakes;
 } pt_secure_opts_t;
 
 /*
@@ -140,6 +145,10 @@ const char *pt_secure_cipher_name(int cipher);
  */
 int pt_secure_session_new(int role, const pt_secure_opts_t *opts, pt_secure_session_t **out);
 void pt_secure_session_free(pt_secure_session_t *s);
+
+/* Fails the session with `why`, queued for the peer as an ALERT (a server refusing before the
+ * handshake has run). Returns status. */
+int pt_secure_session_refuse(pt_secure_session_t *s, int status, const char *why);
 
 /*
  * Hands over the bytes the session wants sent (handshake messages; after a failure, an alert

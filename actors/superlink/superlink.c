@@ -935,7 +935,10 @@ listen_on(pt_superlink_t *sl, const char *addr, int control, pt_listener_t **out
     pt_secure_opts_t so = {.identity = sl->opts.identity,
                            .authorize = allowed != NULL ? pt_keylist_authorize : NULL,
                            .ctx = (void *)allowed,
-                           .handshake_timeout = sl->opts.handshake_timeout};
+                           .handshake_timeout = sl->opts.handshake_timeout,
+                           /* A connection in its handshake counts against the limit too. */
+                           .max_handshakes = control ? sl->opts.max_control_connections
+                                                     : sl->opts.max_connections};
     return pt_listen_secure(sl->rt, addr, sl->actor, &so, out);
 }
 

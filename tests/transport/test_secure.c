@@ -781,6 +781,66 @@ START_TEST(test_handshake_timeout)
 }
 END_TEST
 
+/* ---- The limit on handshakes in progress ----------------------------------------------------- */
+
+/* A raw connection that never answers holds the listener's only handshake slot: a dial is
+ * refused with the reason; once the silent one times out, a dial gets through. */
+static void *
+silent_client(void *arg)
+{
+    scen_t *sc = arg;
+    struct sockaddr_in sa;
+    struct timeval tv = {.tv_sec = 10};
+    uint8_t buf[256];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ssize_t got = 0, n;
+
+    ck_assert_int_ge(fd, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)sc->port);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    /* The server's magic and HELLO: it has accepted us, so the slot is taken. */
+    while (got < PT_SECURE_MAGIC_LEN + 4 + 35 && (n = read(fd, buf, sizeof(buf))) > 0) {
+        got += n;
+    }
+    send_msg(sc->cli.actor, MSG_DIAL);
+    while (__atomic_load_n(&sc->cli.downs, __ATOMIC_SEQ_CST) == 0 &&
+           !__atomic_load_n(&sc->finished, __ATOMIC_SEQ_CST)) {
+        usleep(10000);
+    }
+    /* The server gives up on us after its handshake timeout and closes. */
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    close(fd);
+    send_msg(sc->cli.actor, MSG_DIAL);
+    return NULL;
+}
+
+static int
+done_refused_then_up(scen_t *s)
+{
+    return s->cli.downs == 1 && s->srv.frames == 1; /* the ping over the second dial */
+}
+
+START_TEST(test_handshake_limit)
+{
+    scen_init(1, 1, done_refused_then_up);
+    S.srv_opts.max_handshakes = 1;
+    S.srv_opts.handshake_timeout = 0.3;
+    S.raw_client = silent_client;
+    scen_run();
+    ck_assert_int_eq(S.cli.ups, 1);
+    ck_assert_int_eq(S.cli.status, PETAL_EPROTO);
+    ck_assert_msg(strstr(S.cli.reason,
+                         "the server ended the handshake: too many secure "
+                         "handshakes in progress (1, the limit); try again later") != NULL,
+                  "%s", S.cli.reason);
+}
+END_TEST
+
 /* ---- A client written by hand: valid records, then a bad one -------------------------------- */
 
 enum { RAW_TAMPER, RAW_REPLAY, RAW_REORDER, RAW_CUT };
@@ -1010,6 +1070,7 @@ main(void)
     tcase_add_test(tcp, test_plain_client_secure_server);
     tcase_add_test(tcp, test_secure_client_plain_server);
     tcase_add_test(tcp, test_handshake_timeout);
+    tcase_add_test(tcp, test_handshake_limit);
     tcase_add_test(tcp, test_tampered_record);
     tcase_add_test(tcp, test_replayed_record);
     tcase_add_test(tcp, test_reordered_record);

@@ -20,27 +20,33 @@
  * SuperLink folds the replies. Reported: wall time of `petal run`, the init and round times,
  * and peak RSS (VmHWM) of the SuperLink and of each node.
  *
- * Two limits decide how large the model can be (docs/performance.md, Deployment):
- *  - bench-noop puts the whole model in ONE array, and an array is one msgpack bin (at most
- *    4 GiB - 1 bytes with its alignment pad): at most 1,073,741,808 float32 elements. A larger
- *    model (the 1.2e9 = 4.47 GiB of the original plan) needs an app with several arrays.
- *  - memory: the SuperLink peaks at about 5x the model (the global model, both replies while
- *    they arrive, FedAvg's float64 running sums = 2x) and each node holds 1x, so 2 nodes need
- *    ~7x the model. The benchmark refuses a model that does not fit in 75% of MemAvailable and
- *    kills the children if MemAvailable falls under 768 MiB while it runs.
+ * What decides how large the model can be (docs/performance.md, Deployment):
+ *  - an array is one msgpack bin (at most 4 GiB - 1 bytes with its alignment pad), so the model
+ *    is split over bench-noop's "model-arrays" (by default one array per 2^28 elements, 1 GiB).
+ *  - memory: the SuperLink peaks at about 3x the model: the global model (the ServerApp keeps
+ *    it for the round, the stored instructions until their replies arrive) and two replies
+ *    (FedAvg sums a model this large in place in the first reply, actors/serverapp/aggregate.h).
+ *    Each node holds 1x until its reply is acknowledged; the SuperLink receives messages of
+ *    1 GiB and more one at a time (transport/stream.h, serial_rx_min), so node 1 has freed its
+ *    copy before node 2's reply comes in: all processes together peak at ~4x the model. The
+ *    benchmark refuses a model that does not fit in MemAvailable minus 1 GiB and kills the
+ *    children if MemAvailable falls under 768 MiB while it runs.
  *
  * It allocates many GiB and takes tens of seconds, so it is opt-in:
  *   bench_deploy_large                      prints the plan and exits (what run-all.sh does)
  *   bench_deploy_large --run                the largest model that fits (at most 1.2e9)
- *   bench_deploy_large --run --model-size N
+ *   bench_deploy_large --run --model-size N [--model-arrays K]
  */
 
 #define NODES 2
 #define WANTED_ELEMENTS UINT64_C(1200000000) /* 4.47 GiB of float32 */
 #define ARRAY_MAX_ELEMENTS ((UINT64_C(0xffffffff) - 63) / 4)
-#define SL_FACTOR 5.0 /* SuperLink peak RSS / model bytes, measured with 1 GiB */
-#define NODE_FACTOR 1.0
+#define ARRAY_ELEMENTS (UINT64_C(1) << 28) /* per array unless --model-arrays */
+#define SL_FACTOR 3.0    /* SuperLink peak RSS / model bytes (was 5.0 with float64 sums) */
+#define NODE_FACTOR 1.0  /* each node */
+#define TOTAL_FACTOR 4.0 /* all processes at once (was 7.0) */
 #define SLACK (UINT64_C(512) << 20)
+#define MARGIN (UINT64_C(1) << 30) /* MemAvailable kept free */
 #define MEM_FLOOR (UINT64_C(768) << 20)
 #define RUN_TIMEOUT 900.0
 
@@ -83,20 +89,20 @@ static uint64_t
 need_bytes(uint64_t elements)
 {
     double m = (double)elements * 4.0;
-    return (uint64_t)(m * (SL_FACTOR + NODES * NODE_FACTOR)) + SLACK;
+    return (uint64_t)(m * TOTAL_FACTOR) + SLACK;
 }
 
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: bench_deploy_large [--run] [--model-size N]\n");
+    fprintf(stderr, "usage: bench_deploy_large [--run] [--model-size N] [--model-arrays K]\n");
 }
 
 int
 main(int argc, char **argv)
 {
     int run = 0, status = 1;
-    uint64_t elements = 0;
+    uint64_t elements = 0, arrays = 0;
     char build[PATH_MAX], tmpdir[] = "/tmp/petal-bench-large-XXXXXX", buf[64], b2[64], b3[64];
     unsigned started = 0;
 
@@ -109,30 +115,37 @@ main(int argc, char **argv)
                 usage();
                 return 2;
             }
+        } else if (strcmp(argv[i], "--model-arrays") == 0 && i + 1 < argc) {
+            arrays = strtoull(argv[++i], NULL, 10);
+            if (arrays == 0 || arrays > 4096) {
+                usage();
+                return 2;
+            }
         } else {
             usage();
             return 2;
         }
     }
     uint64_t avail = pt_dep_mem_available();
-    uint64_t budget = (uint64_t)(avail * 0.75);
-    uint64_t fit = budget > SLACK ? (uint64_t)((budget - SLACK) / (4.0 * (SL_FACTOR + NODES))) : 0;
+    uint64_t budget = avail > MARGIN ? avail - MARGIN : 0;
+    uint64_t fit = budget > SLACK ? (uint64_t)((budget - SLACK) / (4.0 * TOTAL_FACTOR)) : 0;
     uint64_t auto_size = WANTED_ELEMENTS;
-    if (auto_size > ARRAY_MAX_ELEMENTS) {
-        auto_size = ARRAY_MAX_ELEMENTS;
-    }
     if (auto_size > fit) {
         auto_size = fit / 1000000 * 1000000;
     }
     printf("deploy_large: 1 SuperLink + %d SuperNodes on 127.0.0.1, bench-noop, 1 FedAvg round\n",
            NODES);
     printf("  wanted %s float32 (%.2f GiB); one array holds at most %s (4 GiB - 64 bytes); "
-           "MemAvailable %.1f GiB fits ~%s (SuperLink ~%.0fx + %d nodes x %.0fx the model)\n",
+           "MemAvailable %.1f GiB - 1 GiB fits ~%s (SuperLink ~%.0fx, %d nodes %.0fx each, "
+           "~%.0fx at once)\n",
            pt_bench_group(WANTED_ELEMENTS, buf, sizeof(buf)), WANTED_ELEMENTS * 4.0 / 1073741824.0,
            pt_bench_group(ARRAY_MAX_ELEMENTS, b2, sizeof(b2)), avail / 1073741824.0,
-           pt_bench_group(fit, b3, sizeof(b3)), SL_FACTOR, NODES, NODE_FACTOR);
+           pt_bench_group(fit, b3, sizeof(b3)), SL_FACTOR, NODES, NODE_FACTOR, TOTAL_FACTOR);
     if (elements == 0) {
         elements = auto_size;
+    }
+    if (arrays == 0) {
+        arrays = (elements + ARRAY_ELEMENTS - 1) / ARRAY_ELEMENTS;
     }
     if (!run) {
         printf("  skipped (allocates ~%.1f GiB for tens of seconds): run `%s --run "
@@ -141,16 +154,16 @@ main(int argc, char **argv)
                pt_bench_group(auto_size, buf, sizeof(buf)));
         return 0;
     }
-    if (elements > ARRAY_MAX_ELEMENTS) {
+    if ((elements + arrays - 1) / arrays > ARRAY_MAX_ELEMENTS || arrays > elements) {
         fprintf(stderr,
-                "--model-size %" PRIu64 ": bench-noop's one array cannot exceed %" PRIu64
+                "--model-size %" PRIu64 " in %" PRIu64 " arrays: one array cannot exceed %" PRIu64
                 " float32 elements (a msgpack bin is at most 4 GiB - 1 bytes)\n",
-                elements, ARRAY_MAX_ELEMENTS);
+                elements, arrays, ARRAY_MAX_ELEMENTS);
         return 1;
     }
     if (need_bytes(elements) > budget) {
         fprintf(stderr,
-                "--model-size %" PRIu64 " needs ~%.1f GiB, more than 75%% of MemAvailable "
+                "--model-size %" PRIu64 " needs ~%.1f GiB, more than MemAvailable - 1 GiB "
                 "(%.1f GiB); the most that fits is ~%" PRIu64 "\n",
                 elements, need_bytes(elements) / 1073741824.0, avail / 1073741824.0, fit);
         return 1;
@@ -163,8 +176,8 @@ main(int argc, char **argv)
         return 1;
     }
     double model_bytes = (double)elements * 4.0;
-    printf("  running with %s float32 = %.2f GiB (needs ~%.1f GiB)\n",
-           pt_bench_group(elements, buf, sizeof(buf)), model_bytes / 1073741824.0,
+    printf("  running with %s float32 = %.2f GiB in %" PRIu64 " arrays (needs ~%.1f GiB)\n",
+           pt_bench_group(elements, buf, sizeof(buf)), model_bytes / 1073741824.0, arrays,
            need_bytes(elements) / 1073741824.0);
     fflush(stdout);
 
@@ -189,9 +202,10 @@ main(int argc, char **argv)
 
     char cfg[512];
     snprintf(cfg, sizeof(cfg),
-             "model-size=%" PRIu64 " num-server-rounds=1 fraction-train=1.0 "
-             "fraction-evaluate=0.0 min-available-nodes=%d min-train-nodes=%d",
-             elements, NODES, NODES);
+             "model-size=%" PRIu64 " model-arrays=%" PRIu64 " num-server-rounds=1 "
+             "fraction-train=1.0 fraction-evaluate=0.0 min-available-nodes=%d "
+             "min-train-nodes=%d",
+             elements, arrays, NODES, NODES);
     pt_dep_run_result_t rr;
     if (pt_dep_run(build, link.control, cfg, RUN_TIMEOUT, &rr) != 0) {
         goto out;
@@ -231,10 +245,12 @@ main(int argc, char **argv)
     printf("  peak RSS: SuperLink %.2f GiB (%.2fx the model)", sl_hwm / 1073741824.0,
            sl_hwm / model_bytes);
     for (unsigned i = 0; i < NODES; i++) {
-        printf(", node %u %.2f GiB", i + 1, node_hwm[i] / 1073741824.0);
+        printf(", node %u %.2f GiB (%.2fx)", i + 1, node_hwm[i] / 1073741824.0,
+               node_hwm[i] / model_bytes);
     }
-    printf("; lowest MemAvailable %.1f GiB\n",
-           (double)atomic_load(&watch_min_avail) / 1073741824.0);
+    printf("; MemAvailable %.1f GiB before, lowest %.1f GiB (all processes ~%.2fx the model)\n",
+           avail / 1073741824.0, (double)atomic_load(&watch_min_avail) / 1073741824.0,
+           (avail - (double)atomic_load(&watch_min_avail)) / model_bytes);
     status = 0;
 
 out:

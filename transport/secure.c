@@ -1881,6 +1881,7 @@ pt_listen_secure(pt_runtime_t *rt, const char *addr, pt_actor_t *owner,
     }
     r = ops->listen(rt, plain, owner, &pl);
     if (r != 0) {
+        gauge_release(sl->gauge);
         free(sl);
         return r;
     }

@@ -38,10 +38,8 @@ enum { DOWN_NONE, DOWN_QUEUED, DOWN_REFUSED, DOWN_DONE };
 
 static pthread_mutex_t opts_mu = PTHREAD_MUTEX_INITIALIZER;
 static pt_stream_opts_t opts_now = {
-    PT_STREAM_DEFAULT_MAX_FRAME,
-    PT_STREAM_DEFAULT_MAX_MESSAGE,
-    PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS,
-    PT_STREAM_DEFAULT_WRITE_HWM,
+    PT_STREAM_DEFAULT_MAX_FRAME, PT_STREAM_DEFAULT_MAX_MESSAGE, PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS,
+    PT_STREAM_DEFAULT_WRITE_HWM, PT_STREAM_DEFAULT_SERIAL_RX,
 };
 
 void
@@ -51,6 +49,7 @@ pt_stream_opts_default(pt_stream_opts_t *o)
     o->max_message = PT_STREAM_DEFAULT_MAX_MESSAGE;
     o->idle_timeout_ms = PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS;
     o->write_hwm = PT_STREAM_DEFAULT_WRITE_HWM;
+    o->serial_rx_min = PT_STREAM_DEFAULT_SERIAL_RX;
 }
 
 int
@@ -78,6 +77,9 @@ pt_stream_set_opts(const pt_stream_opts_t *o)
         if (o->write_hwm != 0) {
             n.write_hwm = o->write_hwm;
         }
+        if (o->serial_rx_min != 0) {
+            n.serial_rx_min = o->serial_rx_min;
+        }
     }
     pthread_mutex_lock(&opts_mu);
     opts_now = n;
@@ -91,6 +93,67 @@ pt_stream_get_opts(pt_stream_opts_t *o)
     pthread_mutex_lock(&opts_mu);
     *o = opts_now;
     pthread_mutex_unlock(&opts_mu);
+}
+
+/* The largest array of d: its size, and the names of it and of its record. */
+static uint64_t
+largest_array(const petal_recorddict_t *d, const char **record, const char **array)
+{
+    uint64_t best = 0;
+
+    for (uint64_t i = 0; d != NULL && i < petal_recorddict_count(d); i++) {
+        if (petal_recorddict_kind_at(d, i) != PETAL_RECORD_ARRAYS) {
+            continue;
+        }
+        const char *rname = petal_recorddict_name_at(d, i);
+        const petal_arrayrecord_t *r = petal_recorddict_arrays(d, rname);
+        for (uint64_t j = 0; r != NULL && j < petal_arrayrecord_count(r); j++) {
+            uint64_t n = petal_array_nbytes(petal_arrayrecord_at(r, j));
+            if (n >= best) {
+                best = n;
+                *record = rname;
+                *array = petal_arrayrecord_name_at(r, j);
+            }
+        }
+    }
+    return best;
+}
+
+int
+pt_stream_check_message(const petal_message_t *m, char *why, size_t cap)
+{
+    pt_encoded_t enc;
+    pt_stream_opts_t o;
+    int rc;
+
+    if (m == NULL) {
+        return 0;
+    }
+    rc = pt_codec_encode(m, &enc);
+    if (rc != 0) {
+        const char *record = "?", *array = "?";
+        uint64_t big = largest_array(petal_message_content(m), &record, &array);
+        if (rc == PETAL_EMSGSIZE && big > UINT32_MAX - MSG_ALIGN) {
+            snprintf(why, cap,
+                     "array '%s' in '%s' has %llu bytes, over the wire limit of 4 GiB - 1 bytes "
+                     "for one array; split the model across several arrays",
+                     array, record, (unsigned long long)big);
+        } else {
+            snprintf(why, cap, "the message cannot be encoded: %s", petal_strerror(rc));
+        }
+        return rc;
+    }
+    uint64_t total = enc.total;
+    pt_encoded_fini(&enc);
+    pt_stream_get_opts(&o);
+    if (total > o.max_message) {
+        snprintf(why, cap,
+                 "the message has %llu bytes on the wire, over the limit of %llu bytes for one "
+                 "message (--max-message-size)",
+                 (unsigned long long)total, (unsigned long long)o.max_message);
+        return PETAL_EMSGSIZE;
+    }
+    return 0;
 }
 
 static pt_codec_limits_t codec_now; /* 0 fields: the codec's defaults (under opts_mu) */
@@ -235,9 +298,112 @@ close_handles(pt_stream_conn_t *c)
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
 }
 
+/* ---- Large messages one at a time (pt_stream_opts_t.serial_rx_min) ---------------------------
+ *
+ * One connection per process holds the slot while it receives a large message; others that
+ * start one on the same loop queue up with reading stopped (paused, so the idle timeout does
+ * not count the wait), and the slot is handed to the first of them when the message is in or
+ * the holder goes down. A connection on another loop than the holder's does not wait (the
+ * hand-over resumes the next one on the loop thread, through its idle timer). */
+
+static pthread_mutex_t rx_mu = PTHREAD_MUTEX_INITIALIZER;
+static pt_stream_conn_t *rx_holder;
+static pt_stream_conn_t *rx_head, *rx_tail;
+
+static void on_rx_resume(uv_timer_t *t);
+
+/* 1: go on receiving a message of `size` bytes; 0: c waits (reading stopped). */
+static int
+rx_acquire(pt_stream_conn_t *c, uint64_t size)
+{
+    uint64_t min = c->opts.serial_rx_min ? c->opts.serial_rx_min : PT_STREAM_DEFAULT_SERIAL_RX;
+
+    if (size < min || c->rx_holding) {
+        return 1;
+    }
+    pthread_mutex_lock(&rx_mu);
+    if (rx_holder == NULL) {
+        rx_holder = c;
+        c->rx_holding = 1;
+        pthread_mutex_unlock(&rx_mu);
+        return 1;
+    }
+    if (rx_holder->h.handle.loop != c->h.handle.loop) {
+        pthread_mutex_unlock(&rx_mu);
+        return 1;
+    }
+    c->rx_next = NULL;
+    if (rx_tail != NULL) {
+        rx_tail->rx_next = c;
+    } else {
+        rx_head = c;
+    }
+    rx_tail = c;
+    c->rx_waiting = 1;
+    pthread_mutex_unlock(&rx_mu);
+    c->paused = 1;
+    c->stats.rx_waits++;
+    uv_read_stop(&c->h.stream);
+    PT_DEBUG("%s: a message of %llu bytes waits until another large message is received",
+             c->base.peer, (unsigned long long)size);
+    return 0;
+}
+
+/* c no longer holds the slot (its message is in, or it is going down) nor waits for it. */
+static void
+rx_release(pt_stream_conn_t *c)
+{
+    pt_stream_conn_t *next = NULL;
+
+    if (!c->rx_holding && !c->rx_waiting) {
+        return;
+    }
+    pthread_mutex_lock(&rx_mu);
+    if (c->rx_waiting) {
+        pt_stream_conn_t **pp = &rx_head;
+        pt_stream_conn_t *prev = NULL;
+        while (*pp != NULL && *pp != c) {
+            prev = *pp;
+            pp = &(*pp)->rx_next;
+        }
+        if (*pp == c) {
+            *pp = c->rx_next;
+            if (rx_tail == c) {
+                rx_tail = prev;
+            }
+        }
+        c->rx_waiting = 0;
+    }
+    if (c->rx_holding) {
+        c->rx_holding = 0;
+        rx_holder = NULL;
+        next = rx_head;
+        if (next != NULL) {
+            rx_head = next->rx_next;
+            if (rx_head == NULL) {
+                rx_tail = NULL;
+            }
+            next->rx_waiting = 0;
+            next->rx_holding = 1; /* handed over */
+            rx_holder = next;
+        }
+    }
+    pthread_mutex_unlock(&rx_mu);
+    if (next != NULL) {
+        /* Not from inside c's processing: the next one resumes from its loop's timer phase. */
+        if (next->timer_on) {
+            uv_timer_stop(&next->idle);
+        }
+        next->rx_resume = 1;
+        next->timer_on = 1;
+        uv_timer_start(&next->idle, on_rx_resume, 0, 0);
+    }
+}
+
 static void
 release_read_buffers(pt_stream_conn_t *c)
 {
+    rx_release(c);
     if (c->dst != NULL && c->dst_owned) {
         pt_buf_release(c->dst);
     }
@@ -499,7 +665,7 @@ on_idle_timer(uv_timer_t *t)
 static void
 update_idle(pt_stream_conn_t *c)
 {
-    if (c->closed) {
+    if (c->closed || c->rx_resume) {
         return;
     }
     if (!mid_frame(c) || c->paused || c->opts.idle_timeout_ms == PT_STREAM_NO_TIMEOUT) {
@@ -572,6 +738,27 @@ on_owner_drained(pt_actor_watch_t *w, int stopped)
     process(c);
     if (c->sec != NULL && !c->closed && !c->paused) {
         pt_secure_stream_resume(c); /* records read before the pause */
+    }
+    if (!c->closed && !c->paused) {
+        start_reading(c);
+    }
+}
+
+static void
+on_rx_resume(uv_timer_t *t)
+{
+    pt_stream_conn_t *c = t->data;
+
+    c->timer_on = 0;
+    c->rx_resume = 0;
+    if (c->closed) {
+        return;
+    }
+    c->paused = 0;
+    c->last_rx = uv_now(t->loop);
+    process(c);
+    if (c->sec != NULL && !c->closed && !c->paused) {
+        pt_secure_stream_resume(c); /* records read before the wait */
     }
     if (!c->closed && !c->paused) {
         start_reading(c);
@@ -866,6 +1053,7 @@ payload_done(pt_stream_conn_t *c)
         c->dst = NULL;
         c->dst_owned = 0;
     }
+    rx_release(c); /* the whole message is in */
     err[0] = '\0';
     r = pt_codec_decode(buf, 0, len, &c->limits, &msg, &copied, err, sizeof(err));
     pt_buf_release(buf); /* the message's arrays hold their own references */
@@ -1007,6 +1195,9 @@ parse_head(pt_stream_conn_t *c)
                 fail_proto(c, "malformed frame", err);
                 return -1;
             }
+            if (!rx_acquire(c, h.total)) {
+                return 0;
+            }
             c->asm_buf = pt_buf_alloc((size_t)h.total, 0);
             if (c->asm_buf == NULL) {
                 pt_stream_conn_fail(c, PETAL_ENOMEM,
@@ -1050,6 +1241,9 @@ parse_head(pt_stream_conn_t *c)
                 c, PETAL_EMSGSIZE, "%s: message of %llu bytes exceeds the limit of %llu bytes",
                 c->base.peer, (unsigned long long)plen, (unsigned long long)c->opts.max_message);
             return -1;
+        }
+        if (!rx_acquire(c, plen)) {
+            return 0;
         }
         c->dst = pt_buf_alloc((size_t)plen, 0);
         if (c->dst == NULL) {

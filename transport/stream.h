@@ -45,6 +45,7 @@
 #define PT_STREAM_DEFAULT_MAX_MESSAGE (UINT64_C(16) << 30) /* 16 GiB */
 #define PT_STREAM_DEFAULT_IDLE_TIMEOUT_MS UINT64_C(30000)  /* 30 s */
 #define PT_STREAM_DEFAULT_WRITE_HWM (UINT64_C(8) << 20)    /* 8 MiB */
+#define PT_STREAM_DEFAULT_SERIAL_RX (UINT64_C(1) << 30)    /* 1 GiB */
 #define PT_STREAM_MIN_MAX_FRAME UINT64_C(4096)
 #define PT_STREAM_NO_TIMEOUT UINT64_MAX
 
@@ -62,7 +63,15 @@ typedef struct pt_stream_opts {
     /* send() returns PETAL_EAGAIN while more than this many bytes wait to be written;
      * PT_MSG_CONN_WRITABLE follows once they are down to half. */
     uint64_t write_hwm;
+    /* Messages of at least this many bytes are received one at a time per event loop: a
+     * connection that would start a second one stops reading (its sender waits) until the
+     * first is in. N peers sending a multi-GiB message at once then cost one message buffer
+     * being filled instead of N, and each sender can free its copy before the next starts.
+     * PT_STREAM_NO_SERIAL_RX: never. */
+    uint64_t serial_rx_min;
 } pt_stream_opts_t;
+
+#define PT_STREAM_NO_SERIAL_RX UINT64_MAX
 
 /* Fills o with the defaults above. */
 void pt_stream_opts_default(pt_stream_opts_t *o);
@@ -81,6 +90,16 @@ void pt_stream_get_opts(pt_stream_opts_t *o);
  */
 int pt_stream_set_codec_limits(const pt_codec_limits_t *l);
 
+/*
+ * Whether message m can be sent on this process's tcp and ipc connections: every array fits one
+ * msgpack bin (at most 4 GiB - 1 bytes with its alignment pad) and the encoding fits the
+ * process-wide max_message (pt_stream_set_opts). Encodes headers only (array bytes are
+ * referenced, not read), so it is cheap for any model. 0; or PETAL_EMSGSIZE (or PETAL_ENOMEM)
+ * with a sentence in why naming the array or the sizes, e.g. "array 'w' in 'arrays' has
+ * 4800000000 bytes, over the wire limit of 4 GiB - 1 bytes for one array". Any thread.
+ */
+int pt_stream_check_message(const petal_message_t *m, char *why, size_t cap);
+
 /* Counters of one tcp or ipc connection (for tests, benchmarks and logs). */
 typedef struct pt_stream_stats {
     uint64_t frames_in;  /* frames delivered to the owner (a chunked message counts once) */
@@ -91,6 +110,7 @@ typedef struct pt_stream_stats {
     uint64_t bytes_out;  /* bytes written (completed writes) */
     uint64_t copied_in;  /* array bytes the decoder had to copy (0 when aligned, by design) */
     uint64_t pauses;     /* times reading stopped because the owner's mailbox was full */
+    uint64_t rx_waits;   /* times reading stopped for another large message (serial_rx_min) */
 } pt_stream_stats_t;
 
 /* Loop thread. 0, or PETAL_EINVAL when c is not a tcp or ipc connection. */
@@ -127,7 +147,11 @@ struct pt_stream_conn {
     int gai_pending; /* gai's callback has yet to run */
     int up;          /* UP sent: sends are accepted */
     int closed;      /* down: no more sends or deliveries; DOWN queued or refused */
-    int paused;      /* reading stopped for the owner's mailbox */
+    int paused;      /* reading stopped for the owner's mailbox, or by rx_waiting */
+    int rx_holding;  /* receiving a message of at least serial_rx_min bytes (the loop's one) */
+    int rx_waiting;  /* paused until the large message another connection receives is in */
+    int rx_resume;   /* the idle timer is set to resume reading (rx_waiting ended) */
+    struct pt_stream_conn *rx_next; /* the waiting list */
     int timer_on;
     int first_done; /* a first frame header was read */
     int down_state;

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "runtime/actor.h"
+#include "runtime/buf.h"
+#include "runtime/message.h"
 
 /* ---- Sampling ------------------------------------------------------------------------------- */
 
@@ -490,16 +492,25 @@ pt_parallel_ranges(struct pt_runtime *rt, uint64_t n, uint64_t chunk, uint64_t p
 
 /* ---- FedAvg accumulator --------------------------------------------------------------------- */
 
-enum { OP_FOLD, OP_FINISH, OP_MEAN };
+enum { OP_FOLD, OP_FINISH, OP_MEAN, OP_NFOLD, OP_NFINISH };
 
 struct pt_fedavg_acc {
     pt_layout_t *layout;
+    pt_buf_t *sums_buf; /* wide sums: not zeroed, the first fold writes every sum */
     double *sums;
     uint64_t numel;
     uint64_t parallel_min;
+    uint64_t narrow_min; /* narrow sums for models of at least this many elements (0: never) */
+    int narrow;          /* decided at the first fold */
+    int taken;           /* narrow: the first reply's arrays are the sums */
+    int finished;        /* narrow: the sums became the output (pt_fedavg_acc_finish) */
     double total_weight;
     uint64_t count;
     int meaned; /* the sums hold the mean (pt_fedavg_acc_mean) */
+    /* Narrow sums: where array j's sums are (data), and the buffer and offset they live in. */
+    void **ndata;
+    pt_buf_t **nbuf; /* one reference each */
+    size_t *noff;
     /* The operation in progress (read by the chunk workers). */
     int op;
     double weight;    /* OP_FOLD: the reply's weight */
@@ -513,8 +524,14 @@ pt_fedavg_acc_free(pt_fedavg_acc_t *acc)
     if (acc == NULL) {
         return;
     }
+    for (uint64_t j = 0; acc->nbuf != NULL && j < acc->layout->narrays; j++) {
+        pt_buf_release(acc->nbuf[j]);
+    }
     pt_layout_free(acc->layout);
-    free(acc->sums);
+    pt_buf_release(acc->sums_buf);
+    free(acc->ndata);
+    free(acc->nbuf);
+    free(acc->noff);
     free(acc->src);
     free(acc->dst);
     free(acc);
@@ -548,18 +565,86 @@ pt_fedavg_acc_alloc(const petal_arrayrecord_t *global, uint64_t parallel_min_ele
         goto fail;
     }
     acc->numel = acc->layout->numel;
-    if (acc->numel > 0) {
-        acc->sums = calloc(acc->numel, sizeof(double));
-        if (acc->sums == NULL) {
-            snprintf(why, why_len, "out of memory for %" PRIu64 " running sums", acc->numel);
-            goto fail;
-        }
-    }
     *out = acc;
     return 0;
 fail:
     pt_fedavg_acc_free(acc);
     return rc;
+}
+
+void
+pt_fedavg_acc_set_narrow(pt_fedavg_acc_t *acc, uint64_t min_elements)
+{
+    if (acc != NULL && acc->count == 0) {
+        acc->narrow_min = min_elements;
+    }
+}
+
+int
+pt_fedavg_acc_is_narrow(const pt_fedavg_acc_t *acc)
+{
+    return acc != NULL && acc->narrow;
+}
+
+/* Narrow sums over elements [lo, hi): fold, first fold, or the mean written over the sums. The
+ * sums may be the first reply's own arrays (src == sums then), so no restrict here. */
+static void
+narrow_range(pt_fedavg_acc_t *acc, uint64_t lo, uint64_t hi)
+{
+    const pt_layout_t *l = acc->layout;
+    const int first = acc->op == OP_NFOLD && acc->count == 0;
+    const double w = acc->weight;
+    const double t = acc->total_weight;
+
+    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
+        const pt_layout_array_t *arr = &l->arrays[j];
+        uint64_t end = arr->start + arr->numel;
+        uint64_t off;
+        uint64_t cnt;
+
+        if (end <= lo) {
+            continue;
+        }
+        if (end > hi) {
+            end = hi;
+        }
+        off = lo - arr->start;
+        cnt = end - lo;
+        if (arr->dtype == PETAL_DTYPE_FLOAT32) {
+            float *s = (float *)acc->ndata[j] + off;
+            const float *x = acc->op == OP_NFOLD ? (const float *)acc->src[j] + off : NULL;
+            if (acc->op == OP_NFINISH) {
+                for (uint64_t i = 0; i < cnt; i++) {
+                    s[i] = (float)((double)s[i] / t);
+                }
+            } else if (first) {
+                for (uint64_t i = 0; i < cnt; i++) {
+                    s[i] = (float)(0.0 + w * (double)x[i]);
+                }
+            } else {
+                for (uint64_t i = 0; i < cnt; i++) {
+                    s[i] = (float)((double)s[i] + w * (double)x[i]);
+                }
+            }
+        } else {
+            double *s = (double *)acc->ndata[j] + off;
+            const double *x = acc->op == OP_NFOLD ? (const double *)acc->src[j] + off : NULL;
+            if (acc->op == OP_NFINISH) {
+                for (uint64_t i = 0; i < cnt; i++) {
+                    s[i] = s[i] / t;
+                }
+            } else if (first) {
+                for (uint64_t i = 0; i < cnt; i++) {
+                    s[i] = 0.0 + w * x[i];
+                }
+            } else {
+                for (uint64_t i = 0; i < cnt; i++) {
+                    s[i] = s[i] + w * x[i];
+                }
+            }
+        }
+        lo = end;
+    }
 }
 
 /* The op in progress over elements [lo, hi) of the concatenated model. */
@@ -569,6 +654,10 @@ run_range(uint64_t lo, uint64_t hi, void *arg)
     pt_fedavg_acc_t *acc = arg;
     const pt_layout_t *l = acc->layout;
 
+    if (acc->op == OP_NFOLD || acc->op == OP_NFINISH) {
+        narrow_range(acc, lo, hi);
+        return;
+    }
     if (acc->op == OP_MEAN) {
         const double t = acc->total_weight;
         for (uint64_t i = lo; i < hi; i++) {
@@ -592,7 +681,22 @@ run_range(uint64_t lo, uint64_t hi, void *arg)
         off = lo - arr->start;
         cnt = end - lo;
         sum = acc->sums + lo;
-        if (acc->op == OP_FOLD) {
+        if (acc->op == OP_FOLD && acc->count == 0) {
+            /* The first fold writes the sums (no read of zeroed memory): 0.0 + w * x is what
+             * adding to a zero gives, bit for bit (also for -0.0). */
+            const double w = acc->weight;
+            if (arr->dtype == PETAL_DTYPE_FLOAT32) {
+                const float *restrict x = (const float *)acc->src[j] + off;
+                for (uint64_t i = 0; i < cnt; i++) {
+                    sum[i] = 0.0 + w * (double)x[i];
+                }
+            } else {
+                const double *restrict x = (const double *)acc->src[j] + off;
+                for (uint64_t i = 0; i < cnt; i++) {
+                    sum[i] = 0.0 + w * x[i];
+                }
+            }
+        } else if (acc->op == OP_FOLD) {
             const double w = acc->weight;
             if (arr->dtype == PETAL_DTYPE_FLOAT32) {
                 const float *restrict x = (const float *)acc->src[j] + off;
@@ -642,9 +746,87 @@ pt_fedavg_acc_check(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, cha
     return pt_layout_check(acc->layout, arrays, acc->src, why, why_len);
 }
 
+/* Array views of `content` (every ArrayRecord) whose bytes live in `buf`. */
+static uint32_t
+views_of(const petal_recorddict_t *content, const pt_buf_t *buf)
+{
+    uint32_t n = 0;
+
+    for (uint64_t i = 0; i < petal_recorddict_count(content); i++) {
+        if (petal_recorddict_kind_at(content, i) != PETAL_RECORD_ARRAYS) {
+            continue;
+        }
+        const petal_arrayrecord_t *r =
+            petal_recorddict_arrays(content, petal_recorddict_name_at(content, i));
+        for (uint64_t k = 0; r != NULL && k < petal_arrayrecord_count(r); k++) {
+            n += pt_array_buf(petal_arrayrecord_at(r, k)) == buf;
+        }
+    }
+    return n;
+}
+
+/*
+ * Narrow sums, first fold: the reply's arrays become the sums when nobody else can see them
+ * (the message has one reference, and every buffer its model arrays live in is an owned
+ * buffer referenced only by this message's arrays), so that folding needs no memory; otherwise
+ * one new buffer holds the sums. 0 or PETAL_ENOMEM.
+ */
+static int
+narrow_setup(pt_fedavg_acc_t *acc, const petal_message_t *reply, const petal_arrayrecord_t *arrays)
+{
+    const pt_layout_t *l = acc->layout;
+    const petal_recorddict_t *content = reply != NULL ? petal_message_content(reply) : NULL;
+    uint64_t n = l->narrays;
+    int take = content != NULL && pt_message_refs(reply) == 1;
+
+    acc->ndata = calloc(n > 0 ? n : 1, sizeof(*acc->ndata));
+    acc->nbuf = calloc(n > 0 ? n : 1, sizeof(*acc->nbuf));
+    acc->noff = calloc(n > 0 ? n : 1, sizeof(*acc->noff));
+    if (acc->ndata == NULL || acc->nbuf == NULL || acc->noff == NULL) {
+        return PETAL_ENOMEM;
+    }
+    for (uint64_t j = 0; take && j < n; j++) {
+        const petal_array_t *a = petal_arrayrecord_get(arrays, l->arrays[j].name);
+        pt_buf_t *b = pt_array_buf(a);
+        take = b != NULL && pt_buf_is_owned(b) && pt_buf_refs(b) == views_of(content, b);
+    }
+    if (take) {
+        for (uint64_t j = 0; j < n; j++) {
+            const petal_array_t *a = petal_arrayrecord_get(arrays, l->arrays[j].name);
+            acc->nbuf[j] = pt_array_buf(a);
+            pt_buf_hold(acc->nbuf[j]);
+            acc->noff[j] = pt_array_offset(a);
+            acc->ndata[j] = (char *)pt_buf_data(acc->nbuf[j]) + acc->noff[j];
+        }
+        acc->taken = 1;
+        return 0;
+    }
+    size_t total = 0;
+    for (uint64_t j = 0; j < n; j++) {
+        uint64_t nbytes = l->arrays[j].numel * petal_dtype_size(l->arrays[j].dtype);
+        acc->noff[j] = total;
+        if (nbytes > SIZE_MAX / 2 - total) {
+            return PETAL_ENOMEM;
+        }
+        total += ((size_t)nbytes + PT_BUF_ALIGN - 1) / PT_BUF_ALIGN * PT_BUF_ALIGN;
+    }
+    pt_buf_t *b = pt_buf_alloc(total, 0);
+    if (b == NULL) {
+        return PETAL_ENOMEM;
+    }
+    for (uint64_t j = 0; j < n; j++) {
+        pt_buf_hold(b);
+        acc->nbuf[j] = b;
+        acc->ndata[j] = (char *)pt_buf_data(b) + acc->noff[j];
+    }
+    pt_buf_release(b); /* the arrays' references keep it */
+    return 0;
+}
+
 int
-pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, double weight,
-                   struct pt_runtime *rt, char *why, size_t why_len)
+pt_fedavg_acc_fold_reply(pt_fedavg_acc_t *acc, const petal_message_t *reply,
+                         const petal_arrayrecord_t *arrays, double weight, struct pt_runtime *rt,
+                         char *why, size_t why_len)
 {
     int rc;
 
@@ -652,7 +834,7 @@ pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, doub
         snprintf(why, why_len, "the weight must be positive and finite");
         return PETAL_EINVAL;
     }
-    if (acc != NULL && acc->meaned) {
+    if (acc != NULL && (acc->meaned || acc->finished)) {
         snprintf(why, why_len, "the mean was taken already");
         return PETAL_ESTATE;
     }
@@ -660,13 +842,87 @@ pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, doub
     if (rc != 0) {
         return rc;
     }
-    acc->op = OP_FOLD;
+    if (acc->count == 0 && acc->numel > 0) {
+        acc->narrow = acc->narrow_min > 0 && acc->numel >= acc->narrow_min;
+        if (acc->narrow) {
+            rc = narrow_setup(acc, reply, arrays);
+        } else if (acc->sums_buf == NULL) {
+            /* Large sums come from the buffer cache (runtime/buf.c): the same size every
+             * round. */
+            acc->sums_buf = acc->numel <= SIZE_MAX / sizeof(double)
+                                ? pt_buf_alloc((size_t)acc->numel * sizeof(double), 0)
+                                : NULL;
+            acc->sums = acc->sums_buf != NULL ? pt_buf_data(acc->sums_buf) : NULL;
+            rc = acc->sums != NULL ? 0 : PETAL_ENOMEM;
+        }
+        if (rc != 0) {
+            snprintf(why, why_len, "out of memory for %" PRIu64 " running sums", acc->numel);
+            return rc;
+        }
+    }
+    acc->op = acc->narrow ? OP_NFOLD : OP_FOLD;
     acc->weight = weight;
     run_op(acc, rt);
     acc->total_weight += weight;
     acc->count++;
     for (uint64_t j = 0; j < acc->layout->narrays; j++) {
         acc->src[j] = NULL;
+    }
+    return 0;
+}
+
+int
+pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, double weight,
+                   struct pt_runtime *rt, char *why, size_t why_len)
+{
+    return pt_fedavg_acc_fold_reply(acc, NULL, arrays, weight, rt, why, why_len);
+}
+
+/* As pt_layout_add_arrays(), but the new arrays are not zeroed: the caller writes every
+ * element. */
+static int
+add_output_arrays(const pt_layout_t *l, petal_arrayrecord_t *out, void **data)
+{
+    for (uint64_t j = 0; j < l->narrays; j++) {
+        const pt_layout_array_t *m = &l->arrays[j];
+        uint64_t nbytes = m->numel * petal_dtype_size(m->dtype);
+        pt_buf_t *b = nbytes <= SIZE_MAX ? pt_buf_alloc((size_t)nbytes, 0) : NULL;
+        petal_array_t *a;
+
+        if (b == NULL) {
+            return PETAL_ENOMEM;
+        }
+        a = pt_arrayrecord_add_view(out, m->name, m->dtype, m->ndim, m->shape, b, 0);
+        pt_buf_release(b); /* the array holds its own reference */
+        if (a == NULL) {
+            return PETAL_ENOMEM;
+        }
+        data[j] = petal_array_data_mut(a);
+        if (data[j] == NULL && m->numel > 0) {
+            return PETAL_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Narrow sums: the mean is written over the sums, which become the output arrays (views). */
+static int
+narrow_finish(pt_fedavg_acc_t *acc, petal_arrayrecord_t *out, struct pt_runtime *rt)
+{
+    const pt_layout_t *l = acc->layout;
+
+    if (acc->finished) {
+        return PETAL_ESTATE;
+    }
+    acc->op = OP_NFINISH;
+    run_op(acc, rt);
+    acc->finished = 1;
+    for (uint64_t j = 0; j < l->narrays; j++) {
+        const pt_layout_array_t *m = &l->arrays[j];
+        if (pt_arrayrecord_add_view(out, m->name, m->dtype, m->ndim, m->shape, acc->nbuf[j],
+                                    acc->noff[j]) == NULL) {
+            return PETAL_ENOMEM;
+        }
     }
     return 0;
 }
@@ -682,7 +938,10 @@ pt_fedavg_acc_finish(pt_fedavg_acc_t *acc, petal_arrayrecord_t *out, struct pt_r
     if (acc->count == 0 || !(acc->total_weight > 0.0)) {
         return PETAL_ESTATE;
     }
-    rc = pt_layout_add_arrays(acc->layout, out, acc->dst);
+    if (acc->narrow) {
+        return narrow_finish(acc, out, rt);
+    }
+    rc = add_output_arrays(acc->layout, out, acc->dst);
     if (rc != 0) {
         return rc;
     }
@@ -697,17 +956,17 @@ pt_fedavg_acc_finish(pt_fedavg_acc_t *acc, petal_arrayrecord_t *out, struct pt_r
 const double *
 pt_fedavg_acc_mean(pt_fedavg_acc_t *acc, struct pt_runtime *rt)
 {
-    if (acc == NULL || acc->count == 0 || !(acc->total_weight > 0.0)) {
+    if (acc == NULL || acc->count == 0 || !(acc->total_weight > 0.0) || acc->narrow) {
         return NULL;
+    }
+    if (acc->numel == 0) {
+        static const double nothing = 0.0;
+        return &nothing; /* not NULL: an empty model has an (empty) mean */
     }
     if (!acc->meaned) {
         acc->op = OP_MEAN;
         run_op(acc, rt);
         acc->meaned = 1;
-    }
-    if (acc->numel == 0) {
-        static const double nothing = 0.0;
-        return &nothing; /* not NULL: an empty model has an (empty) mean */
     }
     return acc->sums;
 }

@@ -110,11 +110,35 @@ int pt_fedavg_acc_alloc(const petal_arrayrecord_t *global, uint64_t parallel_min
 int pt_fedavg_acc_check(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, char *why,
                         size_t why_len);
 /* pt_fedavg_acc_check(), then (only if it passed) adds weight * arrays to the sums. weight must
- * be positive and finite. rt may be NULL (serial). */
+ * be positive and finite. rt may be NULL (serial). The sums are allocated by the first fold
+ * (PETAL_ENOMEM with a sentence in why when they cannot be). */
 int pt_fedavg_acc_fold(pt_fedavg_acc_t *acc, const petal_arrayrecord_t *arrays, double weight,
                        struct pt_runtime *rt, char *why, size_t why_len);
-/* Writes sums / total weight into `out`, one new array per model array in the model's dtype.
- * PETAL_ESTATE if nothing was folded. */
+/* The same for `arrays` of the message `reply` (may be NULL): with narrow sums the first fold
+ * uses the reply's own arrays as the sums when nothing else references the message or their
+ * buffers (see pt_fedavg_acc_set_narrow). */
+int pt_fedavg_acc_fold_reply(pt_fedavg_acc_t *acc, const petal_message_t *reply,
+                             const petal_arrayrecord_t *arrays, double weight,
+                             struct pt_runtime *rt, char *why, size_t why_len);
+
+/*
+ * Narrow sums, for models too large for double-precision sums (8 bytes per element, twice a
+ * float32 model): when the model has at least min_elements elements (0: never, the default),
+ * each array is summed in its own dtype, every fold rounding once to it (float32 sums of
+ * float32 arrays: results differ from double sums in the last bits; the same in simulation
+ * and deployment). The first reply's arrays become the sums when this process owns them alone
+ * (a received reply), otherwise one buffer of the model's size holds them, and the mean is
+ * written over the sums, which become the output arrays: FedAvg then needs no memory beyond
+ * the replies. pt_fedavg_acc_mean() is not available (NULL). Call before the first fold.
+ */
+void pt_fedavg_acc_set_narrow(pt_fedavg_acc_t *acc, uint64_t min_elements);
+/* Whether the sums are narrow (decided by the first fold). */
+int pt_fedavg_acc_is_narrow(const pt_fedavg_acc_t *acc);
+/* FedAvg's narrow-sum threshold: models of 2^28 elements (1 GiB of float32) and more. */
+#define PT_FEDAVG_NARROW_MIN_ELEMENTS ((uint64_t)1 << 28)
+
+/* Writes sums / total weight into `out`, one new array per model array in the model's dtype
+ * (narrow sums: views of the sums, once). PETAL_ESTATE if nothing was folded. */
 int pt_fedavg_acc_finish(pt_fedavg_acc_t *acc, petal_arrayrecord_t *out, struct pt_runtime *rt);
 /* The weighted mean in double precision, numel values in layout order: the sums are divided by
  * the total weight in place (once; no fold afterwards). NULL if nothing was folded. Valid

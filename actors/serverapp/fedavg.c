@@ -89,7 +89,7 @@ pt_fedavg_agg_fold(petal_strategy_t *s, void *agg, uint64_t index, const petal_m
         snprintf(why, why_len, "metrics aggregation failed: %s", petal_strerror(rc));
         return rc;
     }
-    return pt_fedavg_acc_fold(a->acc, arrays, w, a->rt, why, why_len);
+    return pt_fedavg_acc_fold_reply(a->acc, reply, arrays, w, a->rt, why, why_len);
 }
 
 int32_t
@@ -159,6 +159,18 @@ pt_server_step_fini(pt_server_step_t *st)
     st->y = NULL;
 }
 
+/* FedAvg's own begin: as the strategies built on it, plus narrow sums for very large models
+ * (aggregate.h; FedAvgM, FedAdam, ... need the double-precision mean and keep wide sums). */
+static int32_t
+fedavg_begin(petal_strategy_t *s, const petal_round_info_t *info, void **agg)
+{
+    int32_t rc = pt_fedavg_agg_begin(s, info, agg);
+    if (rc == 0) {
+        pt_fedavg_acc_set_narrow(((pt_fedavg_agg_t *)*agg)->acc, PT_FEDAVG_NARROW_MIN_ELEMENTS);
+    }
+    return rc;
+}
+
 static void
 fedavg_free(petal_strategy_t *s)
 {
@@ -170,7 +182,7 @@ static const petal_strategy_ops_t fedavg_ops = {
     .configure_train = NULL, /* the default: global arrays by reference + config */
     .aggregate_train =
         {
-            .begin = pt_fedavg_agg_begin,
+            .begin = fedavg_begin,
             .fold = pt_fedavg_agg_fold,
             .end = pt_fedavg_agg_end,
             .free = pt_fedavg_agg_free,

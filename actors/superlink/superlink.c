@@ -10,6 +10,7 @@
 #include "runtime/log.h"
 #include "runtime/message.h"
 #include "transport/secure.h"
+#include "transport/stream.h"
 
 #include "superlink_internal.h"
 
@@ -697,6 +698,20 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
                      (unsigned long long)md->dst_node_id,
                      (unsigned long long)pending_of_node(sl, md->dst_node_id),
                      (unsigned long long)limit);
+            PT_WARN("run %llu: %s", (unsigned long long)p->run_id, reason);
+            deliver_error(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
+            pt_waiter_release(ref->waiter);
+            free(ref);
+            pt_message_release(m);
+            continue;
+        }
+        char why[256] = "";
+        if (pt_stream_check_message(m, why, sizeof(why)) != 0) {
+            /* Neither stored nor queued: every later send would fail the same way, and the
+             * ServerApp would wait for the message's TTL. */
+            char reason[400];
+            snprintf(reason, sizeof(reason), "the instruction cannot be sent to node %llu: %s",
+                     (unsigned long long)md->dst_node_id, why);
             PT_WARN("run %llu: %s", (unsigned long long)p->run_id, reason);
             deliver_error(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
             pt_waiter_release(ref->waiter);

@@ -15,6 +15,7 @@
 #include "runtime/message.h"
 #include "runtime/process.h"
 #include "runtime/u64map.h"
+#include "transport/stream.h"
 
 #include "executor_process.h"
 
@@ -511,6 +512,19 @@ child_run(child_t *c, pt_frame_t *f)
     petal_message_t *reply =
         ctx ? pt_clientapp_handle(c->app, ctx, f->msg)
             : pt_message_alloc_error_reply(f->msg, PETAL_E_UNKNOWN, "out of memory");
+    char why[256] = "";
+    if (reply != NULL && pt_stream_check_message(reply, why, sizeof(why)) != 0) {
+        /* Dropped at the send below, the SuperNode would wait for it forever: say why. */
+        char reason[400];
+        snprintf(reason, sizeof(reason), "the ClientApp's reply cannot be sent: %s", why);
+        PT_ERROR("%s", reason);
+        petal_message_t *err = pt_message_alloc_error(pt_message_md_const(reply),
+                                                      PETAL_E_CLIENT_APP_RAISED_EXCEPTION, reason);
+        if (err != NULL) {
+            petal_message_free(reply);
+            reply = err;
+        }
+    }
     pt_frame_t *r = reply ? pt_frame_alloc(PT_EXEC_REPLY, reply) : NULL;
     if (r == NULL) {
         petal_message_free(reply);

@@ -21,6 +21,7 @@
 #include "runtime/message.h"
 #include "runtime/u64map.h"
 #include "transport/secure.h"
+#include "transport/stream.h"
 #include "transport/transport.h"
 
 #include "supernode.h"
@@ -121,23 +122,21 @@ send_reply_frame(pt_supernode_t *sn, petal_message_t *reply)
     send_frame(sn, f);
 }
 
-/* A reply the wire cannot carry (over the codec's or transport's limits) would be dropped at
- * every send and its instruction would wait for the round timeout: answer with an error reply
- * instead. Encoding builds only headers (arrays are referenced), so the check is cheap. */
+/* A reply the wire cannot carry (an array over 4 GiB - 1 bytes, or a message over
+ * --max-message-size) would fail at every send and its instruction would wait for the round
+ * timeout: answer with an error reply that says why instead. The check encodes headers only
+ * (arrays are referenced), so it is cheap. */
 static petal_message_t *
 sendable(petal_message_t *r)
 {
-    pt_encoded_t e;
-    int rc = pt_codec_encode(r, &e);
+    char why[256] = "";
+    int rc = pt_stream_check_message(r, why, sizeof(why));
     if (rc == 0) {
-        pt_encoded_fini(&e);
         return r;
     }
-    char reason[256];
+    char reason[400];
     snprintf(reason, sizeof(reason),
-             "the ClientApp's reply cannot be sent (%s: %llu bytes of arrays); reduce the model "
-             "or split it across arrays",
-             petal_strerror(rc),
+             "the ClientApp's reply cannot be sent: %s (%llu bytes of arrays in all)", why,
              (unsigned long long)(petal_message_content(r)
                                       ? pt_recorddict_array_bytes(petal_message_content(r))
                                       : 0));

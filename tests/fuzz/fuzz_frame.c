@@ -51,9 +51,9 @@
 #define WAIT_S 20
 
 static const pt_stream_opts_t profiles[NLISTENERS] = {
-    {4096, 1u << 20, 0, 0},
-    {1u << 20, 1u << 20, 0, 0},
-    {64u << 10, 1u << 20, 0, 0},
+    {4096, 1u << 20, 0, 0, 0},
+    {1u << 20, 1u << 20, 0, 0, 0},
+    {64u << 10, 1u << 20, 0, 0, 0},
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;

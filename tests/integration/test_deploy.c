@@ -43,9 +43,9 @@
  * Every wait has a deadline, and each test case has a Check timeout.
  *
  * Cases: simulation/deployment parity (testkit, and quickstart in process isolation), a
- * SuperNode SIGKILLed mid-round, the SuperLink SIGKILLed and restarted on its --database, a
- * segfaulting ClientApp in process isolation, petal stop, garbage on the Fleet port, and bad
- * command lines. The whole suite takes about 7 s.
+ * SuperNode SIGKILLed mid-round, a reply over the wire limit, the SuperLink SIGKILLed and restarted
+ * on its --database, a segfaulting ClientApp in process isolation, petal stop, garbage on the Fleet
+ * port, and bad command lines. The whole suite takes about 7 s.
  *
  * The testkit app (apps/testkit/client.c) makes results predictable: w starts at 0.25 * i,
  * partition p trains w + (p + 1) * 0.01 with num-examples p + 1, so one FedAvg round over the
@@ -563,6 +563,62 @@ START_TEST(test_supernode_killed_mid_round)
 }
 END_TEST
 
+/* ---- 2b. A reply too large for the wire fails fast, with the reason ---------------------------
+ */
+
+/* Node 1 may send at most 256 KiB per message (--max-message-size) and its train replies carry
+ * 1 MiB of padding. Without the SuperNode's check the reply is dropped at every send and the
+ * round waits for round-timeout (an hour here): the run must instead go on with node 0's reply
+ * and the ServerApp must see node 1's error reply saying why. (The same path catches an array
+ * over 4 GiB - 1 bytes; tests/unit/test_codec.c covers that check without allocating it.) */
+START_TEST(test_oversized_reply_fails_fast)
+{
+    char hist[PATH_CAP], arr[PATH_CAP];
+    work_path(hist, sizeof(hist), "history.json");
+    work_path(arr, sizeof(arr), "arrays.bin");
+    superlink_t l;
+    superlink_start(&l, NULL);
+    proc_t *nodes[2];
+    uint64_t ids[2];
+    nodes[0] = supernode_start(&l, 0, 2, NULL, NULL);
+    ids[0] = supernode_id(nodes[0]);
+    nodes[1] = supernode_start(&l, 1, 2, NULL, "--max-message-size", "262144", NULL);
+    ids[1] = supernode_id(nodes[1]);
+    free(wait_online(&l, 2, START_TIMEOUT));
+    tool_result_t r;
+    run_tool(&r, RUN_TIMEOUT, PETAL_BIN, "run", TESTKIT_DIR, "--superlink", l.control, "--insecure",
+             "--stream", "--history", hist, "--save-arrays", arr, "--run-config",
+             "num-server-rounds=1 pad-node=1 pad-bytes=1048576 round-timeout=3600 "
+             "min-train-nodes=1 min-evaluate-nodes=2 min-available-nodes=2",
+             NULL);
+    assert_ok(&r, "petal run");
+    ck_assert_msg(strstr(r.out, "round 1/1") != NULL, "stdout:\n%s", r.out);
+    tool_free(&r);
+
+    char *json = read_all(hist, NULL);
+    ck_assert_ptr_nonnull(json);
+    ck_assert_double_eq(history_metric(json, 1, "train", "num-replies"), 1);
+    ck_assert_double_eq(history_metric(json, 1, "train", "num-failures"), 1);
+    ck_assert_double_eq(history_metric(json, 1, "evaluate", "num-replies"), 2);
+    free(json);
+    float w[W_LEN];
+    load_w(arr, w);
+    assert_w(w, fedavg_step(0x1));
+
+    char want[256];
+    snprintf(want, sizeof(want),
+             "node %llu failed: CLIENT_APP_RAISED_EXCEPTION: the ClientApp's reply cannot be "
+             "sent: the message has ",
+             (unsigned long long)ids[1]);
+    char *log = text_of(l.p->err);
+    ck_assert_msg(strstr(log, want) != NULL && strstr(log, "over the limit of 262144 bytes"),
+                  "the SuperLink's log lacks \"%s... over the limit of 262144 bytes\":\n%s", want,
+                  log);
+    free(log);
+    ck_assert_msg(!proc_exited(nodes[1]), "the SuperNode with the oversized reply died");
+}
+END_TEST
+
 /* ---- 3. The SuperLink dies and comes back on its database ------------------------------------ */
 
 START_TEST(test_superlink_restart)
@@ -957,6 +1013,7 @@ deploy_suite(void)
     tcase_add_test(tc, test_parity_with_simulation);
     tcase_add_test(tc, test_parity_quickstart);
     tcase_add_test(tc, test_supernode_killed_mid_round);
+    tcase_add_test(tc, test_oversized_reply_fails_fast);
     tcase_add_test(tc, test_superlink_restart);
     tcase_add_test(tc, test_process_isolation_crash);
     tcase_add_test(tc, test_serverapp_process_crash);

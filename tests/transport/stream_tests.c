@@ -33,7 +33,7 @@
 #define MSG_DIAL 2u
 #define MSG_SEND 3u
 
-enum mode { MODE_BAD_PEER, MODE_CHUNKS, MODE_TOO_BIG, MODE_PAUSE };
+enum mode { MODE_BAD_PEER, MODE_CHUNKS, MODE_TOO_BIG, MODE_PAUSE, MODE_SERIAL };
 
 /* What a raw socket peer sends, and how the server must react. */
 enum bad { BAD_HEADER, BAD_HTTP, BAD_VERSION, BAD_MESSAGE, BAD_STALL, BAD_LENGTH, BAD_COUNT };
@@ -65,9 +65,12 @@ typedef struct st {
     char bad_reason[sizeof(((pt_conn_event_t *)0)->reason)];
     uint64_t frames;
     pt_stream_stats_t rx_stats;
+    uint64_t rx_waits; /* MODE_SERIAL: summed over the server's connections */
     int chunk_ok;
     /* client */
     pt_conn_t *conn;
+    pt_conn_t *conn2; /* MODE_SERIAL */
+    int cli_ups;
     int cli_up;
     int send_pending;
     uint64_t sum;
@@ -307,6 +310,22 @@ raw_main(void *arg)
 
 /* ---- The actors ----------------------------------------------------------------------------- */
 
+/* MODE_SERIAL: one of the two large messages, intact. */
+static void
+check_serial(pt_frame_t *f)
+{
+    pt_stream_stats_t st;
+    const petal_recorddict_t *d = petal_message_content(f->msg);
+    const petal_arrayrecord_t *ar = d != NULL ? petal_recorddict_arrays(d, "model") : NULL;
+    const petal_array_t *a = ar != NULL ? petal_arrayrecord_get(ar, "w") : NULL;
+
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(petal_array_nbytes(a), CHUNK_BYTES);
+    ck_assert_uint_eq(checksum(petal_array_data(a), CHUNK_BYTES), T.sum);
+    ck_assert_int_eq(pt_stream_conn_stats(f->conn, &st), 0);
+    T.rx_waits += st.rx_waits;
+}
+
 static void
 check_chunked(pt_frame_t *f)
 {
@@ -368,6 +387,11 @@ srv_handler(pt_actor_t *self, pt_msg_t *m)
         if (T.mode == MODE_CHUNKS) {
             check_chunked(f);
             finish();
+        } else if (T.mode == MODE_SERIAL) {
+            check_serial(f);
+            if (T.frames == 2) {
+                finish();
+            }
         } else if (T.mode == MODE_PAUSE) {
             ck_assert_uint_eq(f->seq, T.frames);
             if (T.frames == PAUSE_FRAMES) {
@@ -426,6 +450,13 @@ cli_up(void)
             send_healthy();
         }
         break;
+    case MODE_SERIAL:
+        /* Both large messages at once, one per connection. */
+        if (++T.cli_ups == 2) {
+            ck_assert_int_eq(pt_conn_send(T.conn, frame(1, array_message(CHUNK_BYTES, &T.sum))), 0);
+            ck_assert_int_eq(pt_conn_send(T.conn2, frame(1, array_message(CHUNK_BYTES, NULL))), 0);
+        }
+        break;
     }
 }
 
@@ -438,9 +469,13 @@ cli_handler(pt_actor_t *self, pt_msg_t *m)
     case MSG_DIAL:
         r = pt_dial(T.rt, T.bound, self, &T.conn);
         ck_assert_msg(r == 0, "dial %s: %s", T.bound, petal_strerror(r));
+        if (T.mode == MODE_SERIAL) {
+            ck_assert_int_eq(pt_dial(T.rt, T.bound, self, &T.conn2), 0);
+        }
         break;
     case PT_MSG_CONN_UP:
-        ck_assert_ptr_eq(((pt_conn_event_t *)m)->conn, T.conn);
+        ck_assert(((pt_conn_event_t *)m)->conn == T.conn ||
+                  (T.mode == MODE_SERIAL && ((pt_conn_event_t *)m)->conn == T.conn2));
         ck_assert_ptr_null(((pt_conn_event_t *)m)->listener);
         cli_up();
         break;
@@ -558,6 +593,18 @@ START_TEST(test_read_pauses)
 }
 END_TEST
 
+/* Large messages (serial_rx_min) arriving on two connections at once are received one after
+ * the other (the second connection's reading waits), both intact. */
+START_TEST(test_large_messages_one_at_a_time)
+{
+    pt_stream_opts_t o = {.max_frame = CHUNK_MAX_FRAME, .serial_rx_min = 1 << 20};
+
+    run(MODE_SERIAL, _i, &o, NULL, "serial");
+    ck_assert_uint_eq(T.frames, 2);
+    ck_assert_uint_ge(T.rx_waits, 1);
+}
+END_TEST
+
 START_TEST(test_opts)
 {
     pt_stream_opts_t o = {0};
@@ -568,6 +615,7 @@ START_TEST(test_opts)
     ck_assert_uint_eq(d.max_frame, UINT64_C(64) << 20);
     ck_assert_uint_eq(d.max_message, UINT64_C(16) << 30);
     ck_assert_uint_eq(d.idle_timeout_ms, 30000);
+    ck_assert_uint_eq(d.serial_rx_min, UINT64_C(1) << 30);
     o.max_frame = 100;
     ck_assert_int_eq(pt_stream_set_opts(&o), PETAL_EINVAL);
     o.max_frame = UINT64_C(1) << 33;
@@ -601,6 +649,7 @@ pt_stream_tcase(const char *name, const char *listen_addr)
     tcase_add_loop_test(tc, test_chunked_message, i, i + 1);
     tcase_add_loop_test(tc, test_message_too_big, i, i + 1);
     tcase_add_loop_test(tc, test_read_pauses, i, i + 1);
+    tcase_add_loop_test(tc, test_large_messages_one_at_a_time, i, i + 1);
     tcase_add_loop_test(tc, test_opts, i, i + 1);
     return tc;
 }

@@ -10,6 +10,7 @@
 
 #include "runtime/codec.h"
 #include "runtime/message.h"
+#include "transport/stream.h"
 
 #define ERR_CAP 512
 
@@ -1119,6 +1120,55 @@ START_TEST(test_decode_argument_checks)
 }
 END_TEST
 
+/* A message whose "arrays" record holds one uint8 array "w" of `n` bytes that all point at one
+ * small static block: encoding only references array bytes, so sizes past 4 GiB cost nothing. */
+static petal_message_t *
+message_with_array_of(uint64_t n)
+{
+    static unsigned char block[64] __attribute__((aligned(64)));
+    petal_recorddict_t *d = petal_recorddict_alloc();
+    petal_arrayrecord_t *ar = d != NULL ? petal_recorddict_add_arrays(d, "arrays") : NULL;
+    uint64_t shape[1] = {n};
+    ck_assert_ptr_nonnull(ar);
+    ck_assert_ptr_nonnull(
+        petal_arrayrecord_add_wrap(ar, "w", PETAL_DTYPE_UINT8, 1, shape, block, NULL, NULL));
+    petal_message_t *m = petal_message_alloc(d, "train", 1, "1", 60.0);
+    ck_assert_ptr_nonnull(m);
+    return m;
+}
+
+/* What the SuperNode and the SuperLink check before sending a reply or an instruction: an
+ * array over the 4 GiB - 1 bytes of one msgpack bin, or a message over the process's
+ * max_message, is refused with a sentence that names it (instead of failing at the send). */
+START_TEST(test_check_message_wire_limits)
+{
+    char why[256] = "";
+    petal_message_t *m = message_with_array_of(UINT64_C(5) << 30);
+    ck_assert_int_eq(pt_stream_check_message(m, why, sizeof(why)), PETAL_EMSGSIZE);
+    ck_assert_msg(strstr(why, "array 'w' in 'arrays' has 5368709120 bytes, over the wire limit "
+                              "of 4 GiB - 1 bytes for one array") != NULL,
+                  "why: %s", why);
+    petal_message_free(m);
+
+    m = message_with_array_of(UINT32_MAX - 64); /* the largest that fits with any pad */
+    why[0] = '\0';
+    ck_assert_int_eq(pt_stream_check_message(m, why, sizeof(why)), 0);
+
+    pt_stream_opts_t o;
+    pt_stream_opts_default(&o);
+    o.max_message = 1 << 20;
+    ck_assert_int_eq(pt_stream_set_opts(&o), 0);
+    ck_assert_int_eq(pt_stream_check_message(m, why, sizeof(why)), PETAL_EMSGSIZE);
+    ck_assert_msg(strstr(why, "over the limit of 1048576 bytes for one message") != NULL, "why: %s",
+                  why);
+    petal_message_free(m);
+    m = message_with_array_of(1000);
+    ck_assert_int_eq(pt_stream_check_message(m, why, sizeof(why)), 0);
+    petal_message_free(m);
+    ck_assert_int_eq(pt_stream_set_opts(NULL), 0);
+}
+END_TEST
+
 static Suite *
 codec_suite(void)
 {
@@ -1146,6 +1196,7 @@ codec_suite(void)
     tcase_add_test(bad, test_duplicates_refused);
     tcase_add_test(bad, test_envelope_errors);
     tcase_add_test(bad, test_decode_argument_checks);
+    tcase_add_test(bad, test_check_message_wire_limits);
     suite_add_tcase(s, rt);
     suite_add_tcase(s, bad);
     return s;

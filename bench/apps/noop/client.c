@@ -1,5 +1,6 @@
 /* client.c - the no-op benchmark ClientApp: echoes the model by reference, no computation. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,7 +9,12 @@
 /*
  * Message contract (what the default ServerApp with FedAvg needs, nothing more):
  *   query.init-arrays: -> "arrays" {"w": float32 zeros of run config "model-size" elements
- *                      (default 100000)} + "metrics" {"num-examples": 1}.
+ *                      (default 100000)} + "metrics" {"num-examples": 1}. With run config
+ *                      "model-arrays" K > 1 (default 1, at most 4096) the model is K arrays
+ *                      "w0" .. "w<K-1>" instead, splitting model-size as evenly as possible
+ *                      (the first model-size % K arrays have one element more); one array
+ *                      holds at most 1,073,741,808 float32 (4 GiB - 64 bytes on the wire), so
+ *                      a larger model needs model-arrays >= model-size / 1,073,741,808.
  *   train:             "arrays" -> the same arrays, referenced (zero copy), + "metrics"
  *                      {"num-examples": 1}.
  *   evaluate:          -> "metrics" {"eval-loss": 0.0, "num-examples": 1}.
@@ -19,18 +25,23 @@ PETAL_PLUGIN_INIT;
 
 #define DEFAULT_MODEL_SIZE 100000
 #define MAX_MODEL_SIZE (UINT64_C(1) << 32)
+#define MAX_MODEL_ARRAYS 4096
+#define MAX_ARRAY_ELEMENTS ((UINT64_C(0xffffffff) - 63) / 4)
 
 typedef struct noop_app {
     uint64_t model_size;
+    uint64_t model_arrays;
 } noop_app_t;
 
-/* Reads "model-size" (an integer, or a string holding one); 0 or PETAL_ECONFIG. */
+/* Reads integer `key` (an integer, or a string holding one) in 1..max, dflt when absent; 0 or
+ * PETAL_ECONFIG. */
 static int32_t
-read_model_size(const petal_configrecord_t *cfg, uint64_t *out)
+read_count(const petal_configrecord_t *cfg, const char *key, int64_t dflt, uint64_t max,
+           uint64_t *out)
 {
     petal_value_t v;
-    int64_t n = DEFAULT_MODEL_SIZE;
-    if (cfg != NULL && petal_configrecord_get(cfg, "model-size", &v) == 0) {
+    int64_t n = dflt;
+    if (cfg != NULL && petal_configrecord_get(cfg, key, &v) == 0) {
         if (v.type == PETAL_VALUE_STRING) {
             char *end = NULL;
             errno = 0;
@@ -43,7 +54,7 @@ read_model_size(const petal_configrecord_t *cfg, uint64_t *out)
             return PETAL_ECONFIG;
         }
     }
-    if (n < 1 || (uint64_t)n > MAX_MODEL_SIZE) {
+    if (n < 1 || (uint64_t)n > max) {
         return PETAL_ECONFIG;
     }
     *out = (uint64_t)n;
@@ -57,12 +68,31 @@ noop_init(const petal_configrecord_t *run_config, void **out)
     if (app == NULL) {
         return PETAL_ENOMEM;
     }
-    int32_t rc = read_model_size(run_config, &app->model_size);
+    int32_t rc =
+        read_count(run_config, "model-size", DEFAULT_MODEL_SIZE, MAX_MODEL_SIZE, &app->model_size);
     if (rc != 0) {
         petal_log(PETAL_LOG_ERROR,
                   "bench-noop: run config \"model-size\" must be an integer in 1..2^32");
         petal_free(app);
         return rc;
+    }
+    rc = read_count(run_config, "model-arrays", 1, MAX_MODEL_ARRAYS, &app->model_arrays);
+    if (rc != 0 || app->model_arrays > app->model_size) {
+        petal_log(PETAL_LOG_ERROR,
+                  "bench-noop: run config \"model-arrays\" must be an integer in 1..%d and at "
+                  "most model-size",
+                  MAX_MODEL_ARRAYS);
+        petal_free(app);
+        return PETAL_ECONFIG;
+    }
+    if ((app->model_size + app->model_arrays - 1) / app->model_arrays > MAX_ARRAY_ELEMENTS) {
+        petal_log(PETAL_LOG_ERROR,
+                  "bench-noop: %llu float32 in %llu array(s) exceeds %llu per array (4 GiB - 64 "
+                  "bytes on the wire): raise \"model-arrays\"",
+                  (unsigned long long)app->model_size, (unsigned long long)app->model_arrays,
+                  (unsigned long long)MAX_ARRAY_ELEMENTS);
+        petal_free(app);
+        return PETAL_ECONFIG;
     }
     *out = app;
     return 0;
@@ -137,11 +167,20 @@ noop_query(void *app, petal_context_t *ctx, const char *action, const petal_mess
     const noop_app_t *a = app;
     if (action != NULL && strcmp(action, "init-arrays") == 0) {
         petal_arrayrecord_t *ar = petal_recorddict_add_arrays(reply, "arrays");
-        uint64_t shape[1] = {a->model_size};
-        if (ar == NULL || petal_arrayrecord_add(ar, "w", PETAL_DTYPE_FLOAT32, 1, shape) == NULL) {
-            petal_context_set_error(ctx, "bench-noop: cannot allocate %llu floats",
-                                    (unsigned long long)a->model_size);
+        if (ar == NULL) {
+            petal_context_set_error(ctx, "bench-noop: cannot add \"arrays\" to the reply");
             return PETAL_ENOMEM;
+        }
+        uint64_t k = a->model_arrays;
+        for (uint64_t i = 0; i < k; i++) {
+            uint64_t shape[1] = {a->model_size / k + (i < a->model_size % k ? 1 : 0)};
+            char name[24];
+            snprintf(name, sizeof(name), k == 1 ? "w" : "w%llu", (unsigned long long)i);
+            if (petal_arrayrecord_add(ar, name, PETAL_DTYPE_FLOAT32, 1, shape) == NULL) {
+                petal_context_set_error(ctx, "bench-noop: cannot allocate %llu floats",
+                                        (unsigned long long)shape[0]);
+                return PETAL_ENOMEM;
+            }
         }
     }
     return add_num_examples(ctx, reply);

@@ -21,7 +21,10 @@
  *   "fail-node" (int): that partition's train fails with a reason set on the context;
  *   "crash-node" (int): that partition's train crashes its process with raise(SIGSEGV) (meant
  *                for process isolation, where the crash becomes a CLIENT_APP_CRASHED reply);
- *   "crash-init" (bool): init fails.
+ *   "crash-init" (bool): init fails;
+ *   "pad-node" (int) + "pad-bytes" (int, up to 2^30): that partition's train replies also carry
+ *                an ArrayRecord "pad" {"p": uint8[pad-bytes]} (zeros; FedAvg ignores it), to
+ *                make replies of a chosen size.
  * Every handler counts its calls in the node's Context state (MetricRecord "counters", keys
  * "train", "evaluate", "query") and reports its own count as "calls"; each call also logs
  * "testkit: <handler> partition=P node=N round=R calls=C" at info level.
@@ -213,6 +216,14 @@ tk_train(void *app, petal_context_t *ctx, const petal_message_t *msg, petal_reco
     }
     if (rc == 0) {
         rc = set_metric(m, "partition", petal_value_i64(pid));
+    }
+    int64_t pad = cfg_int(run, "pad-bytes", 0);
+    if (rc == 0 && pad > 0 && pad <= (INT64_C(1) << 30) && cfg_int(run, "pad-node", -1) == pid) {
+        uint64_t pshape[1] = {(uint64_t)pad};
+        petal_arrayrecord_t *pr = petal_recorddict_add_arrays(reply, "pad");
+        if (pr == NULL || petal_arrayrecord_add(pr, "p", PETAL_DTYPE_UINT8, 1, pshape) == NULL) {
+            rc = PETAL_ENOMEM;
+        }
     }
     if (rc != 0) {
         petal_context_set_error(ctx, "testkit: cannot set the train metrics");

@@ -53,6 +53,11 @@ struct pt_buf {
 #define PT_BUF_NO_LARGE 1
 #endif
 #endif
+#ifdef PT_BUF_NO_LARGE
+#define LARGE_MAPPINGS 0
+#else
+#define LARGE_MAPPINGS 1
+#endif
 
 #define HUGE_SIZE ((size_t)2 << 20)
 #define CACHE_MAX_ENTRIES 32
@@ -313,11 +318,9 @@ pt_buf_alloc(size_t len, int zero)
     if (len > SIZE_MAX / 2 - HEADER_SIZE - HUGE_SIZE) {
         return NULL;
     }
-#ifndef PT_BUF_NO_LARGE
-    if (len >= PT_BUF_LARGE_MIN) {
+    if (LARGE_MAPPINGS && len >= PT_BUF_LARGE_MIN) {
         return alloc_large(len, zero);
     }
-#endif
     if (posix_memalign(&mem, PT_BUF_ALIGN, HEADER_SIZE + len) != 0) {
         return NULL;
     }

@@ -451,7 +451,7 @@ static void
 check_done(void)
 {
     if (!S.finished && S.done(&S)) {
-        S.finished = 1;
+        __atomic_store_n(&S.finished, 1, __ATOMIC_SEQ_CST); /* silent_client reads it */
         pt_runtime_shutdown(S.rt);
     }
 }
@@ -491,7 +491,7 @@ side_event(side_t *sd, int is_server, pt_msg_t *m)
         break;
     }
     case PT_MSG_CONN_DOWN:
-        sd->downs++;
+        __atomic_add_fetch(&sd->downs, 1, __ATOMIC_SEQ_CST); /* silent_client reads it */
         sd->status = ev->status;
         snprintf(sd->reason, sizeof(sd->reason), "%s", ev->reason);
         sd->conn = NULL;

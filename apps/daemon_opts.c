@@ -7,6 +7,7 @@
 #include <petal/petal.h>
 
 #include "runtime/codec.h"
+#include "transport/secure.h"
 #include "transport/stream.h"
 
 #include "daemon_opts.h"
@@ -27,6 +28,10 @@ const char pt_daemon_limits_help[] =
     "                             disconnected (default 30)\n"
     "  --handshake-timeout S      a peer that has not finished the secure handshake after S\n"
     "                             seconds is disconnected (default 10)\n"
+    "  --record-cipher C          the cipher offered for secure records: auto (default:\n"
+    "                             AES-256-GCM where both sides have hardware AES, else\n"
+    "                             XChaCha20-Poly1305), aes-256-gcm or xchacha20-poly1305; a\n"
+    "                             peer with none in common is refused with the reason\n"
     "  BYTES take a K, M or G suffix (KiB, MiB, GiB).\n";
 
 void
@@ -180,6 +185,28 @@ pt_daemon_limits_opt(const char *prog, int c, const char *arg, pt_daemon_limits_
             return -1;
         }
         l->handshake_timeout = t;
+        return 1;
+    case PT_DOPT_RECORD_CIPHER:
+        if (strcmp(arg, "auto") == 0) {
+            l->ciphers = 0;
+        } else if (strcmp(arg, "xchacha20-poly1305") == 0) {
+            l->ciphers = PT_SECURE_XCHACHA20POLY1305;
+        } else if (strcmp(arg, "aes-256-gcm") == 0) {
+            if (!(pt_secure_ciphers_available() & PT_SECURE_AES256GCM)) {
+                fprintf(stderr,
+                        "%s: --record-cipher aes-256-gcm: this machine has no hardware AES "
+                        "(AES-NI and PCLMUL); use auto or xchacha20-poly1305\n",
+                        prog);
+                return -1;
+            }
+            l->ciphers = PT_SECURE_AES256GCM;
+        } else {
+            fprintf(stderr,
+                    "%s: --record-cipher '%s': expected auto, aes-256-gcm or "
+                    "xchacha20-poly1305\n",
+                    prog, arg);
+            return -1;
+        }
         return 1;
     default:
         return 0;

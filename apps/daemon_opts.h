@@ -20,6 +20,7 @@ enum {
     PT_DOPT_MAX_STRING,
     PT_DOPT_IDLE_TIMEOUT,
     PT_DOPT_HANDSHAKE_TIMEOUT,
+    PT_DOPT_RECORD_CIPHER,
     PT_DOPT_END
 };
 
@@ -32,7 +33,8 @@ enum {
     {"max-array-elements", required_argument, NULL, PT_DOPT_MAX_ELEMENTS},                         \
     {"max-string-length", required_argument, NULL, PT_DOPT_MAX_STRING},                            \
     {"idle-timeout", required_argument, NULL, PT_DOPT_IDLE_TIMEOUT},                               \
-    {"handshake-timeout", required_argument, NULL, PT_DOPT_HANDSHAKE_TIMEOUT}
+    {"handshake-timeout", required_argument, NULL, PT_DOPT_HANDSHAKE_TIMEOUT},                     \
+    {"record-cipher", required_argument, NULL, PT_DOPT_RECORD_CIPHER}
 // clang-format on
 
 /* The --help paragraph for the limits above. */
@@ -47,6 +49,7 @@ typedef struct pt_daemon_limits {
     uint64_t max_string;      /* one string, bytes value or name */
     double idle_timeout;      /* seconds a peer may stall inside a frame */
     double handshake_timeout; /* seconds for the secure handshake */
+    unsigned ciphers;         /* record ciphers offered (transport/secure.h bits); 0: all */
 } pt_daemon_limits_t;
 
 /* The defaults (the library's, and 10 s for the handshake). */

@@ -357,7 +357,8 @@ main(int argc, char **argv)
                               .identity = sec.identity,
                               .allow_nodes = sec.allow_nodes,
                               .operators = sec.operators,
-                              .handshake_timeout = limits.handshake_timeout};
+                              .handshake_timeout = limits.handshake_timeout,
+                              .ciphers = limits.ciphers};
     pt_superlink_t *sl;
     rc = pt_superlink_start(rt, &so, ls, &sl);
     if (rc == 0) {

@@ -267,7 +267,8 @@ main(int argc, char **argv)
                               .identity = identity,
                               .superlink_pk = identity != NULL ? pin : NULL,
                               .superlink_pk_source = superlink_key,
-                              .handshake_timeout = limits.handshake_timeout};
+                              .handshake_timeout = limits.handshake_timeout,
+                              .ciphers = limits.ciphers};
     pt_supernode_t *sn = NULL;
     rc = pt_supernode_start(rt, &so, &sn);
     petal_recorddict_free(holder);

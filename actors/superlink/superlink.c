@@ -951,6 +951,7 @@ listen_on(pt_superlink_t *sl, const char *addr, int control, pt_listener_t **out
                            .authorize = allowed != NULL ? pt_keylist_authorize : NULL,
                            .ctx = (void *)allowed,
                            .handshake_timeout = sl->opts.handshake_timeout,
+                           .ciphers = sl->opts.ciphers,
                            /* A connection in its handshake counts against the limit too. */
                            .max_handshakes = control ? sl->opts.max_control_connections
                                                      : sl->opts.max_connections};

@@ -33,6 +33,7 @@ typedef struct pt_superlink_opts {
     const pt_keylist_t *allow_nodes; /* SuperNode keys allowed on the fleet; NULL: any key */
     const pt_keylist_t *operators;   /* CLI keys allowed on the control address; NULL: any key */
     double handshake_timeout;        /* seconds; 0: the secure channel's default */
+    unsigned ciphers;                /* record ciphers offered (transport/secure.h); 0: all */
 } pt_superlink_opts_t;
 
 /* Spawns the actor and starts listening (loop thread, before or while the runtime runs). Takes

@@ -717,7 +717,8 @@ connect_now(pt_supernode_t *sn)
         pt_secure_opts_t so = {.identity = sn->opts.identity,
                                .authorize = check_pin,
                                .ctx = sn,
-                               .handshake_timeout = sn->opts.handshake_timeout};
+                               .handshake_timeout = sn->opts.handshake_timeout,
+                               .ciphers = sn->opts.ciphers};
         rc = pt_dial_secure(sn->rt, sn->address, sn->actor, &so, &c);
     } else {
         rc = pt_dial(sn->rt, sn->address, sn->actor, &c);

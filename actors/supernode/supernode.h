@@ -39,6 +39,7 @@ typedef struct pt_supernode_opts {
     const uint8_t *superlink_pk;
     const char *superlink_pk_source; /* where the pin came from, for messages ("FILE") */
     double handshake_timeout;        /* seconds; 0: the secure channel's default */
+    unsigned ciphers;                /* record ciphers offered (transport/secure.h); 0: all */
     /* App publishers (borrowed; must outlive the node). NULL: bundles need no signature, but a
      * present one must verify. Set (even empty): only bundles signed by a key in the list run;
      * unsigned or untrusted bundles, and runs of a local app directory, fail before anything

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "runtime/keys.h"
+#include "transport/secure.h"
 
 #include "procs.h"
 
@@ -441,6 +442,34 @@ START_TEST(test_max_connections)
 }
 END_TEST
 
+/* --record-cipher: a SuperLink that offers XChaCha20-Poly1305 only seals with it for a node left
+ * on auto; a node that insists on AES-256-GCM has no cipher in common with it and is refused
+ * with that reason, while the other node keeps serving. */
+START_TEST(test_record_cipher)
+{
+    superlink_t l;
+    args_t extra = {.n = 0};
+    args_add(&extra, "--record-cipher");
+    args_add(&extra, "xchacha20-poly1305");
+    link_start(&l, 1, &extra);
+    proc_t *n0 = node_start(&l, K_NODE0, NULL, 0, 2, "--log-level", "debug", NULL);
+    supernode_id(n0);
+    assert_file_has(n0->err, "node0's log", "records sealed with XChaCha20-Poly1305");
+    if (pt_secure_ciphers_available() & PT_SECURE_AES256GCM) {
+        proc_t *n1 = node_start(&l, K_NODE1, NULL, 1, 2, "--record-cipher", "aes-256-gcm",
+                                "--max-retries", "1", NULL);
+        ck_assert_int_eq(daemon_exit(n1, FAST_TIMEOUT + 5), 1);
+        char *err = text_of(n1->err);
+        ck_assert_msg(strstr(err, "no record cipher in common") != NULL &&
+                          strstr(err, " as node ") == NULL,
+                      "node1's log does not show the cipher refusal:\n%s", err);
+        free(err);
+    }
+    free(wait_online(&l, 1, START_TIMEOUT));
+    ck_assert(!proc_exited(n0));
+}
+END_TEST
+
 /* Wire limits set by flags: a request over one is refused (the connection closed, the CLI says
  * so with a hint), the SuperLink logs which limit, and it keeps serving. */
 START_TEST(test_message_limits)
@@ -498,6 +527,7 @@ security_suite(void)
     tcase_add_test(tc, test_operator_refused);
     tcase_add_test(tc, test_plain_meets_secure);
     tcase_add_test(tc, test_reconnect_keeps_id);
+    tcase_add_test(tc, test_record_cipher);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("hardening");

@@ -267,6 +267,37 @@ pt_layout_check(const pt_layout_t *l, const petal_arrayrecord_t *arrays, const v
     return 0;
 }
 
+/* One array's part of a range of the concatenated model: elements [off, off + cnt) of array j,
+ * which are elements [at, at + cnt) of the model; cnt 0 ends the range. */
+typedef struct layout_piece {
+    uint64_t j, off, cnt, at;
+} layout_piece_t;
+
+/* The first piece of [lo, hi) in array j or after it (empty arrays have none). */
+static layout_piece_t
+layout_piece(const pt_layout_t *l, uint64_t j, uint64_t lo, uint64_t hi)
+{
+    layout_piece_t p = {j, 0, 0, lo};
+
+    for (; p.j < l->narrays && lo < hi; p.j++) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        uint64_t end = arr->start + arr->numel;
+
+        if (end > lo) {
+            p.off = lo - arr->start;
+            p.cnt = (end < hi ? end : hi) - lo;
+            return p;
+        }
+    }
+    p.cnt = 0;
+    return p;
+}
+
+/* Runs the statement after it for each piece p of [lo, hi), in order. */
+#define LAYOUT_FOR_PIECES(l, lo, hi, p)                                                            \
+    for (layout_piece_t p = layout_piece((l), layout_find((l), (lo)), (lo), (hi)); p.cnt > 0;      \
+         p = layout_piece((l), p.j + 1, p.at + p.cnt, (hi)))
+
 /* The last array starting at or before element lo. */
 static uint64_t
 layout_find(const pt_layout_t *l, uint64_t lo)
@@ -288,20 +319,9 @@ layout_find(const pt_layout_t *l, uint64_t lo)
 void
 pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint64_t hi, double *out)
 {
-    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
-        const pt_layout_array_t *arr = &l->arrays[j];
-        uint64_t end = arr->start + arr->numel;
-        uint64_t off;
-        uint64_t cnt;
-
-        if (end <= lo) {
-            continue;
-        }
-        if (end > hi) {
-            end = hi;
-        }
-        off = lo - arr->start;
-        cnt = end - lo;
+    LAYOUT_FOR_PIECES (l, lo, hi, p) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        const uint64_t j = p.j, off = p.off, cnt = p.cnt;
         if (arr->dtype == PETAL_DTYPE_FLOAT32) {
             const float *restrict x = (const float *)data[j] + off;
             for (uint64_t i = 0; i < cnt; i++) {
@@ -311,27 +331,15 @@ pt_layout_load(const pt_layout_t *l, const void *const *data, uint64_t lo, uint6
             memcpy(out, (const double *)data[j] + off, cnt * sizeof(double));
         }
         out += cnt;
-        lo = end;
     }
 }
 
 void
 pt_layout_store(const pt_layout_t *l, void *const *data, uint64_t lo, uint64_t hi, const double *in)
 {
-    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
-        const pt_layout_array_t *arr = &l->arrays[j];
-        uint64_t end = arr->start + arr->numel;
-        uint64_t off;
-        uint64_t cnt;
-
-        if (end <= lo) {
-            continue;
-        }
-        if (end > hi) {
-            end = hi;
-        }
-        off = lo - arr->start;
-        cnt = end - lo;
+    LAYOUT_FOR_PIECES (l, lo, hi, p) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        const uint64_t j = p.j, off = p.off, cnt = p.cnt;
         if (arr->dtype == PETAL_DTYPE_FLOAT32) {
             float *restrict y = (float *)data[j] + off;
             for (uint64_t i = 0; i < cnt; i++) {
@@ -341,7 +349,6 @@ pt_layout_store(const pt_layout_t *l, void *const *data, uint64_t lo, uint64_t h
             memcpy((double *)data[j] + off, in, cnt * sizeof(double));
         }
         in += cnt;
-        lo = end;
     }
 }
 
@@ -372,20 +379,9 @@ sqdist_range(const pt_layout_t *l, const void *const *a, const void *const *b, u
 {
     double sum = 0.0;
 
-    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
-        const pt_layout_array_t *arr = &l->arrays[j];
-        uint64_t end = arr->start + arr->numel;
-        uint64_t off;
-        uint64_t cnt;
-
-        if (end <= lo) {
-            continue;
-        }
-        if (end > hi) {
-            end = hi;
-        }
-        off = lo - arr->start;
-        cnt = end - lo;
+    LAYOUT_FOR_PIECES (l, lo, hi, p) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        const uint64_t j = p.j, off = p.off, cnt = p.cnt;
         if (arr->dtype == PETAL_DTYPE_FLOAT32) {
             const float *restrict x = (const float *)a[j] + off;
             const float *restrict y = (const float *)b[j] + off;
@@ -401,7 +397,6 @@ sqdist_range(const pt_layout_t *l, const void *const *a, const void *const *b, u
                 sum += d * d;
             }
         }
-        lo = end;
     }
     return sum;
 }
@@ -596,20 +591,9 @@ narrow_range(pt_fedavg_acc_t *acc, uint64_t lo, uint64_t hi)
     const double w = acc->weight;
     const double t = acc->total_weight;
 
-    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
-        const pt_layout_array_t *arr = &l->arrays[j];
-        uint64_t end = arr->start + arr->numel;
-        uint64_t off;
-        uint64_t cnt;
-
-        if (end <= lo) {
-            continue;
-        }
-        if (end > hi) {
-            end = hi;
-        }
-        off = lo - arr->start;
-        cnt = end - lo;
+    LAYOUT_FOR_PIECES (l, lo, hi, p) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        const uint64_t j = p.j, off = p.off, cnt = p.cnt;
         if (arr->dtype == PETAL_DTYPE_FLOAT32) {
             float *s = (float *)acc->ndata[j] + off;
             const float *x = acc->op == OP_NFOLD ? (const float *)acc->src[j] + off : NULL;
@@ -643,7 +627,6 @@ narrow_range(pt_fedavg_acc_t *acc, uint64_t lo, uint64_t hi)
                 }
             }
         }
-        lo = end;
     }
 }
 
@@ -665,22 +648,11 @@ run_range(uint64_t lo, uint64_t hi, void *arg)
         }
         return;
     }
-    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
-        const pt_layout_array_t *arr = &l->arrays[j];
-        uint64_t end = arr->start + arr->numel;
-        uint64_t off;
-        uint64_t cnt;
+    LAYOUT_FOR_PIECES (l, lo, hi, p) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        const uint64_t j = p.j, off = p.off, cnt = p.cnt;
         double *restrict sum;
-
-        if (end <= lo) {
-            continue;
-        }
-        if (end > hi) {
-            end = hi;
-        }
-        off = lo - arr->start;
-        cnt = end - lo;
-        sum = acc->sums + lo;
+        sum = acc->sums + p.at;
         if (acc->op == OP_FOLD && acc->count == 0) {
             /* The first fold writes the sums (no read of zeroed memory): 0.0 + w * x is what
              * adding to a zero gives, bit for bit (also for -0.0). */
@@ -723,7 +695,6 @@ run_range(uint64_t lo, uint64_t hi, void *arg)
                 }
             }
         }
-        lo = end;
     }
 }
 
@@ -1217,20 +1188,9 @@ columns_range(uint64_t lo, uint64_t hi, void *arg)
             return;
         }
     }
-    for (uint64_t j = layout_find(l, lo); j < l->narrays && lo < hi; j++) {
-        const pt_layout_array_t *arr = &l->arrays[j];
-        uint64_t end = arr->start + arr->numel;
-        uint64_t off;
-        uint64_t cnt;
-
-        if (end <= lo) {
-            continue;
-        }
-        if (end > hi) {
-            end = hi;
-        }
-        off = lo - arr->start;
-        cnt = end - lo;
+    LAYOUT_FOR_PIECES (l, lo, hi, p) {
+        const pt_layout_array_t *arr = &l->arrays[p.j];
+        const uint64_t j = p.j, off = p.off, cnt = p.cnt;
         if (arr->dtype == PETAL_DTYPE_FLOAT32) {
             float *y = (float *)c->dst[j] + off;
             for (uint64_t r = 0; r < n; r++) {
@@ -1254,7 +1214,6 @@ columns_range(uint64_t lo, uint64_t hi, void *arg)
                 y[i] = c->fn(col, n, c->arg);
             }
         }
-        lo = end;
     }
     if (col != col_stack) {
         free(col);

@@ -283,6 +283,22 @@ pt_buf_cache_stats(pt_buf_cache_stats_t *out)
     pthread_mutex_unlock(&cache.mu);
 }
 
+/* An owned buffer's header at the start of mem (map_len: its own mapping's length, or 0). */
+static pt_buf_t *
+init_owned(void *mem, size_t len, size_t map_len)
+{
+    pt_buf_t *b = mem;
+
+    atomic_init(&b->refs, 1);
+    b->data = (char *)mem + HEADER_SIZE;
+    b->len = len;
+    b->free_cb = NULL;
+    b->free_ctx = NULL;
+    b->wrapped = 0;
+    b->map_len = map_len;
+    return b;
+}
+
 static pt_buf_t *
 alloc_large(size_t len, int zero)
 {
@@ -295,14 +311,7 @@ alloc_large(size_t len, int zero)
     if (mem == NULL) {
         return NULL;
     }
-    b = mem;
-    atomic_init(&b->refs, 1);
-    b->data = (char *)mem + HEADER_SIZE;
-    b->len = len;
-    b->free_cb = NULL;
-    b->free_ctx = NULL;
-    b->wrapped = 0;
-    b->map_len = got;
+    b = init_owned(mem, len, got);
     if (zero && !fresh) {
         memset(b->data, 0, len); /* a new mapping is zero already */
     }
@@ -324,14 +333,7 @@ pt_buf_alloc(size_t len, int zero)
     if (posix_memalign(&mem, PT_BUF_ALIGN, HEADER_SIZE + len) != 0) {
         return NULL;
     }
-    b = mem;
-    atomic_init(&b->refs, 1);
-    b->data = (char *)mem + HEADER_SIZE;
-    b->len = len;
-    b->free_cb = NULL;
-    b->free_ctx = NULL;
-    b->wrapped = 0;
-    b->map_len = 0;
+    b = init_owned(mem, len, 0);
     if (zero && len > 0) {
         memset(b->data, 0, len);
     }

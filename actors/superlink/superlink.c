@@ -153,6 +153,17 @@ deliver_error(pending_ref_t *ref, const petal_message_t *instr, int code, const 
     }
 }
 
+/* An instruction that is refused before it is queued: its error reply goes to the waiter, and
+ * the reference and the message are let go. */
+static void
+refuse_instruction(pending_ref_t *ref, petal_message_t *instr, int code, const char *reason)
+{
+    deliver_error(ref, instr, code, reason);
+    pt_waiter_release(ref->waiter);
+    free(ref);
+    pt_message_release(instr);
+}
+
 static void
 pending_drop(pt_superlink_t *sl, uint64_t message_id, int code, const char *reason)
 {
@@ -682,11 +693,8 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
                                        now - node.last_seen <= grace_seconds(sl) &&
                                        md->dst_node_id <= sl->node_conn_cap);
         if (!reachable) {
-            deliver_error(ref, m, PETAL_E_NODE_UNAVAILABLE,
-                          "the destination node is unknown or offline");
-            pt_waiter_release(ref->waiter);
-            free(ref);
-            pt_message_release(m);
+            refuse_instruction(ref, m, PETAL_E_NODE_UNAVAILABLE,
+                               "the destination node is unknown or offline");
             continue;
         }
         uint64_t limit = sl->opts.max_pending_per_node;
@@ -699,10 +707,7 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
                      (unsigned long long)pending_of_node(sl, md->dst_node_id),
                      (unsigned long long)limit);
             PT_WARN("run %llu: %s", (unsigned long long)p->run_id, reason);
-            deliver_error(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
-            pt_waiter_release(ref->waiter);
-            free(ref);
-            pt_message_release(m);
+            refuse_instruction(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
             continue;
         }
         char why[256] = "";
@@ -713,25 +718,16 @@ on_push(pt_superlink_t *sl, pt_sl_push_t *p)
             snprintf(reason, sizeof(reason), "the instruction cannot be sent to node %llu: %s",
                      (unsigned long long)md->dst_node_id, why);
             PT_WARN("run %llu: %s", (unsigned long long)p->run_id, reason);
-            deliver_error(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
-            pt_waiter_release(ref->waiter);
-            free(ref);
-            pt_message_release(m);
+            refuse_instruction(ref, m, PETAL_E_MESSAGE_UNAVAILABLE, reason);
             continue;
         }
         if (sl->ls->ops->msg_put(sl->ls, m) != 0) {
-            deliver_error(ref, m, PETAL_E_UNKNOWN, "SuperLink cannot store the instruction");
-            pt_waiter_release(ref->waiter);
-            free(ref);
-            pt_message_release(m);
+            refuse_instruction(ref, m, PETAL_E_UNKNOWN, "SuperLink cannot store the instruction");
             continue;
         }
         if (pending_put(sl, md->message_id, ref) != 0) {
             pt_message_release(sl->ls->ops->msg_take(sl->ls, md->message_id));
-            deliver_error(ref, m, PETAL_E_UNKNOWN, "SuperLink out of memory");
-            pt_waiter_release(ref->waiter);
-            free(ref);
-            pt_message_release(m);
+            refuse_instruction(ref, m, PETAL_E_UNKNOWN, "SuperLink out of memory");
             continue;
         }
         if (lc == NULL) {

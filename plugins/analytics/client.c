@@ -1,12 +1,13 @@
 /* client.c - the analytics ClientApp: label counts and per-class feature means of a partition. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <petal/data.h>
 #include <petal/plugin.h>
+
+#include "../common/plugin_util.h"
 
 /*
  * Federated analytics: nothing is trained. A "query" message (any action) is answered with
@@ -21,6 +22,7 @@
  */
 
 PETAL_PLUGIN_INIT;
+PLUGIN_NAME("analytics");
 
 #define IN_DIM 784
 #define CLASSES 10
@@ -33,75 +35,40 @@ typedef struct app {
     int64_t min_class_count;
 } app_t;
 
-static int fail(petal_context_t *ctx, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(petal_context_t *ctx, int rc, const char *fmt, ...)
-{
-    char buf[640];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (ctx != NULL) {
-        petal_context_set_error(ctx, "analytics: %s", buf);
-    } else {
-        petal_log(PETAL_LOG_ERROR, "analytics: %s", buf);
-    }
-    return rc;
-}
-
 static int
 read_config(const petal_configrecord_t *r, app_t *app)
 {
     int64_t seed = 42, mps = 0, k = app->pp.k, sps = app->pp.shards_per_partition, ss = 0;
     if (petal_cfg_str(r, "partitioner", app->partitioner, sizeof(app->partitioner)) < 0) {
-        return fail(NULL, PETAL_ECONFIG,
-                    "run config: \"partitioner\" must be a name such as "
-                    "\"iid\" or \"dirichlet\"");
+        return plugin_fail(NULL, PETAL_ECONFIG,
+                           "run config: \"partitioner\" must be a name such as "
+                           "\"iid\" or \"dirichlet\"");
     }
     if (petal_cfg_f64(r, "alpha", &app->pp.alpha) < 0 ||
         petal_cfg_f64(r, "size-tau", &app->pp.tau) < 0) {
-        return fail(NULL, PETAL_ECONFIG, "run config: \"alpha\" and \"size-tau\" must be numbers");
+        return plugin_fail(NULL, PETAL_ECONFIG,
+                           "run config: \"alpha\" and \"size-tau\" must be numbers");
     }
     if (petal_cfg_i64(r, "seed", &seed) < 0 || petal_cfg_i64(r, "min-partition-size", &mps) < 0 ||
         mps < 0 || petal_cfg_i64(r, "classes-per-partition", &k) < 0 || k < 1 || k > CLASSES ||
         petal_cfg_i64(r, "shards-per-partition", &sps) < 0 || sps < 1 || sps > UINT32_MAX ||
         petal_cfg_i64(r, "shard-size", &ss) < 0 || ss < 0) {
-        return fail(NULL, PETAL_ECONFIG,
-                    "run config: \"seed\" must be an integer, \"min-partition-size\" and "
-                    "\"shard-size\" integers >= 0, \"classes-per-partition\" an integer in "
-                    "1..%d, \"shards-per-partition\" an integer >= 1",
-                    CLASSES);
+        return plugin_fail(NULL, PETAL_ECONFIG,
+                           "run config: \"seed\" must be an integer, \"min-partition-size\" and "
+                           "\"shard-size\" integers >= 0, \"classes-per-partition\" an integer in "
+                           "1..%d, \"shards-per-partition\" an integer >= 1",
+                           CLASSES);
     }
     if (petal_cfg_i64(r, "min-class-count", &app->min_class_count) < 0 ||
         app->min_class_count < 1) {
-        return fail(NULL, PETAL_ECONFIG, "run config: \"min-class-count\" must be an integer >= 1");
+        return plugin_fail(NULL, PETAL_ECONFIG,
+                           "run config: \"min-class-count\" must be an integer >= 1");
     }
     app->pp.seed = (uint64_t)seed;
     app->pp.min_partition_size = (uint64_t)mps;
     app->pp.k = (uint32_t)k;
     app->pp.shards_per_partition = (uint32_t)sps;
     app->pp.shard_size = (uint64_t)ss;
-    return 0;
-}
-
-static int
-node_partition(petal_context_t *ctx, uint32_t *pid, uint32_t *np)
-{
-    char err[128];
-    int rc = petal_cfg_partition(petal_context_node_config(ctx), pid, np, err, sizeof(err));
-    return rc < 0 ? fail(ctx, rc, "%s", err) : 0;
-}
-
-static int
-set_metric(petal_context_t *ctx, petal_metricrecord_t *mr, const char *name, petal_value_t v)
-{
-    int rc = petal_metricrecord_set(mr, name, &v);
-    if (rc < 0) {
-        return fail(ctx, rc, "cannot set metric \"%s\": %s", name, petal_strerror(rc));
-    }
     return 0;
 }
 
@@ -123,16 +90,16 @@ an_init(const petal_configrecord_t *run_config, void **out)
     char dir[1024] = "", err[512];
     if (petal_cfg_str(run_config, "data-dir", dir, sizeof(dir)) < 0) {
         free(app);
-        return fail(NULL, PETAL_ECONFIG, "run config: \"data-dir\" must be a string");
+        return plugin_fail(NULL, PETAL_ECONFIG, "run config: \"data-dir\" must be a string");
     }
     rc = petal_dataset_load_fmnist(dir[0] ? dir : NULL, 1, &app->train, err, sizeof(err));
     if (rc < 0) {
         free(app);
-        return fail(NULL, rc, "%s", err);
+        return plugin_fail(NULL, rc, "%s", err);
     }
     if (app->train->dim != IN_DIM || app->train->num_classes > CLASSES) {
-        fail(NULL, PETAL_EPROTO, "Fashion-MNIST files hold %u-feature examples, expected %d",
-             app->train->dim, IN_DIM);
+        plugin_fail(NULL, PETAL_EPROTO, "Fashion-MNIST files hold %u-feature examples, expected %d",
+                    app->train->dim, IN_DIM);
         petal_dataset_release(app->train);
         free(app);
         return PETAL_EPROTO;
@@ -159,7 +126,7 @@ an_query(void *p, petal_context_t *ctx, const char *action, const petal_message_
     (void)msg;
     const app_t *app = p;
     uint32_t pid = 0, np = 1;
-    int rc = node_partition(ctx, &pid, &np);
+    int rc = plugin_node_partition(ctx, &pid, &np);
     if (rc < 0) {
         return rc;
     }
@@ -168,8 +135,8 @@ an_query(void *p, petal_context_t *ctx, const char *action, const petal_message_
     rc = petal_partition_by_name(app->partitioner, &app->pp, app->train->y, app->train->n, CLASSES,
                                  np, pid, &idx, &count, err, sizeof(err));
     if (rc < 0) {
-        return fail(ctx, rc, "partition %u of %u (partitioner \"%s\"): %s", pid, np,
-                    app->partitioner, err);
+        return plugin_fail(ctx, rc, "partition %u of %u (partitioner \"%s\"): %s", pid, np,
+                           app->partitioner, err);
     }
     petal_arrayrecord_t *ar = petal_recorddict_add_arrays(reply, "arrays");
     uint64_t mshape[2] = {CLASSES, IN_DIM}, cshape[1] = {CLASSES};
@@ -181,7 +148,7 @@ an_query(void *p, petal_context_t *ctx, const char *action, const petal_message_
     int64_t *mean_counts = ca ? petal_array_data_mut(ca) : NULL;
     if (means == NULL || mean_counts == NULL) {
         free(idx);
-        return fail(ctx, PETAL_ENOMEM, "cannot add the arrays to the reply");
+        return plugin_fail(ctx, PETAL_ENOMEM, "cannot add the arrays to the reply");
     }
     int64_t counts[CLASSES] = {0};
     for (uint64_t i = 0; i < count; i++) {
@@ -209,19 +176,19 @@ an_query(void *p, petal_context_t *ctx, const char *action, const petal_message_
         }
         mean_counts[c] = counts[c];
     }
-    petal_metricrecord_t *mr = petal_recorddict_add_metrics(reply, "metrics");
+    petal_metricrecord_t *mr = plugin_add_metrics(ctx, reply);
     if (mr == NULL) {
-        return fail(ctx, PETAL_ENOMEM, "cannot add MetricRecord \"metrics\" to the reply");
+        return PETAL_ENOMEM;
     }
-    if ((rc = set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)count))) < 0 ||
-        (rc = set_metric(ctx, mr, "partition-id", petal_value_i64(pid))) < 0 ||
-        (rc = set_metric(ctx, mr, "num-partitions", petal_value_i64(np))) < 0) {
+    if ((rc = plugin_set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)count))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "partition-id", petal_value_i64(pid))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "num-partitions", petal_value_i64(np))) < 0) {
         return rc;
     }
     for (int c = 0; c < CLASSES && rc == 0; c++) {
         char name[16];
         snprintf(name, sizeof(name), "count-%d", c);
-        rc = set_metric(ctx, mr, name, petal_value_i64(counts[c]));
+        rc = plugin_set_metric(ctx, mr, name, petal_value_i64(counts[c]));
     }
     return rc;
 }
@@ -237,15 +204,5 @@ static const petal_client_ops_t analytics_ops = {
 PETAL_PLUGIN_EXPORT int32_t
 petal_plugin_entry_v1(const petal_host_api_v1_t *host, petal_plugin_info_t *info)
 {
-    PETAL_PLUGIN_ENTRY_BEGIN(host);
-    if (info == NULL || info->struct_size < sizeof(*info)) {
-        return PETAL_EABI;
-    }
-    info->abi_version = PETAL_ABI_VERSION;
-    info->kind = PETAL_PLUGIN_CLIENT;
-    info->name = "analytics";
-    info->version = "0.1.0";
-    info->client = &analytics_ops;
-    info->server = NULL;
-    return 0;
+    return plugin_entry(host, info, "analytics", &analytics_ops, NULL);
 }

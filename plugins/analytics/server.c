@@ -9,6 +9,8 @@
 
 #include <petal/plugin.h>
 
+#include "../common/plugin_util.h"
+
 /*
  * main(grid, ctx), written with petal_grid_* only:
  *  1. waits until "min-available-nodes" nodes (run config, default 1) are connected;
@@ -414,15 +416,5 @@ static const petal_server_ops_t analytics_server_ops = {
 PETAL_PLUGIN_EXPORT int32_t
 petal_plugin_entry_v1(const petal_host_api_v1_t *host, petal_plugin_info_t *info)
 {
-    PETAL_PLUGIN_ENTRY_BEGIN(host);
-    if (info == NULL || info->struct_size < sizeof(*info)) {
-        return PETAL_EABI;
-    }
-    info->abi_version = PETAL_ABI_VERSION;
-    info->kind = PETAL_PLUGIN_SERVER;
-    info->name = "analytics-server";
-    info->version = "0.1.0";
-    info->client = NULL;
-    info->server = &analytics_server_ops;
-    return 0;
+    return plugin_entry(host, info, "analytics-server", NULL, &analytics_server_ops);
 }

@@ -1,13 +1,14 @@
 /* client.c - the synthetic ClientApp: logistic regression on Synthetic(alpha, beta), stragglers. */
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <petal/data.h>
 #include <petal/plugin.h>
+
+#include "../common/plugin_util.h"
 
 /*
  * FedProx's synthetic benchmark (Li et al. 2020, "Federated Optimization in Heterogeneous
@@ -32,6 +33,7 @@
  */
 
 PETAL_PLUGIN_INIT;
+PLUGIN_NAME("synthetic");
 
 #define MAX_DIM 4096
 #define MAX_CLASSES 256
@@ -70,52 +72,35 @@ typedef struct device {
     uint32_t id, count;
 } device_t;
 
-static int fail(petal_context_t *ctx, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(petal_context_t *ctx, int rc, const char *fmt, ...)
-{
-    char buf[640];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (ctx != NULL) {
-        petal_context_set_error(ctx, "synthetic: %s", buf);
-    } else {
-        petal_log(PETAL_LOG_ERROR, "synthetic: %s", buf);
-    }
-    return rc;
-}
-
 /* ---- Config values (petal_cfg_*: a missing key leaves *out alone, "0.05" strings count) -- */
 
 static int
 read_hparams(petal_context_t *ctx, const petal_configrecord_t *r, const char *where, hparams_t *hp)
 {
     if (petal_cfg_f64(r, "lr", &hp->lr) < 0 || !(hp->lr > 0.0) || !isfinite(hp->lr)) {
-        return fail(ctx, PETAL_ECONFIG, "%s: \"lr\" must be a number > 0", where);
+        return plugin_fail(ctx, PETAL_ECONFIG, "%s: \"lr\" must be a number > 0", where);
     }
     if (petal_cfg_i64(r, "local-epochs", &hp->local_epochs) < 0 || hp->local_epochs < 1 ||
         hp->local_epochs > 100000) {
-        return fail(ctx, PETAL_ECONFIG, "%s: \"local-epochs\" must be an integer >= 1", where);
+        return plugin_fail(ctx, PETAL_ECONFIG, "%s: \"local-epochs\" must be an integer >= 1",
+                           where);
     }
     if (petal_cfg_i64(r, "batch-size", &hp->batch_size) < 0 || hp->batch_size < 1 ||
         hp->batch_size > MAX_BATCH) {
-        return fail(ctx, PETAL_ECONFIG, "%s: \"batch-size\" must be an integer in 1..%d", where,
-                    MAX_BATCH);
+        return plugin_fail(ctx, PETAL_ECONFIG, "%s: \"batch-size\" must be an integer in 1..%d",
+                           where, MAX_BATCH);
     }
     if (petal_cfg_f64(r, "proximal-mu", &hp->proximal_mu) < 0 || !(hp->proximal_mu >= 0.0) ||
         !isfinite(hp->proximal_mu)) {
-        return fail(ctx, PETAL_ECONFIG, "%s: \"proximal-mu\" must be a number >= 0", where);
+        return plugin_fail(ctx, PETAL_ECONFIG, "%s: \"proximal-mu\" must be a number >= 0", where);
     }
     if (petal_cfg_f64(r, "stragglers", &hp->stragglers) < 0 || !(hp->stragglers >= 0.0) ||
         !(hp->stragglers <= 1.0)) {
-        return fail(ctx, PETAL_ECONFIG, "%s: \"stragglers\" must be a fraction in [0, 1]", where);
+        return plugin_fail(ctx, PETAL_ECONFIG, "%s: \"stragglers\" must be a fraction in [0, 1]",
+                           where);
     }
     if (petal_cfg_i64(r, "server-round", &hp->server_round) < 0) {
-        return fail(ctx, PETAL_ECONFIG, "%s: \"server-round\" must be an integer", where);
+        return plugin_fail(ctx, PETAL_ECONFIG, "%s: \"server-round\" must be an integer", where);
     }
     return 0;
 }
@@ -141,41 +126,36 @@ read_data_config(const petal_configrecord_t *r, app_t *app)
     if (petal_cfg_f64(r, "alpha", &p->alpha) < 0 || petal_cfg_f64(r, "beta", &p->beta) < 0 ||
         petal_cfg_f64(r, "size-mu", &p->size_mu) < 0 ||
         petal_cfg_f64(r, "size-sigma", &p->size_sigma) < 0) {
-        return fail(NULL, PETAL_ECONFIG,
-                    "run config: \"alpha\", \"beta\", \"size-mu\" and \"size-sigma\" must be "
-                    "numbers");
+        return plugin_fail(
+            NULL, PETAL_ECONFIG,
+            "run config: \"alpha\", \"beta\", \"size-mu\" and \"size-sigma\" must be "
+            "numbers");
     }
     if (petal_cfg_bool(r, "iid", &p->iid) < 0) {
-        return fail(NULL, PETAL_ECONFIG, "run config: \"iid\" must be true or false");
+        return plugin_fail(NULL, PETAL_ECONFIG, "run config: \"iid\" must be true or false");
     }
     if (petal_cfg_i64(r, "dim", &dim) < 0 || dim < 1 || dim > MAX_DIM ||
         petal_cfg_i64(r, "num-classes", &classes) < 0 || classes < 2 || classes > MAX_CLASSES ||
         petal_cfg_i64(r, "min-size", &min_size) < 0 || min_size < 2) {
-        return fail(NULL, PETAL_ECONFIG,
-                    "run config: \"dim\" must be an integer in 1..%d, \"num-classes\" in 2..%d, "
-                    "\"min-size\" >= 2",
-                    MAX_DIM, MAX_CLASSES);
+        return plugin_fail(
+            NULL, PETAL_ECONFIG,
+            "run config: \"dim\" must be an integer in 1..%d, \"num-classes\" in 2..%d, "
+            "\"min-size\" >= 2",
+            MAX_DIM, MAX_CLASSES);
     }
     if (petal_cfg_f64(r, "test-fraction", &app->test_fraction) < 0 || !(app->test_fraction > 0.0) ||
         !(app->test_fraction < 1.0)) {
-        return fail(NULL, PETAL_ECONFIG, "run config: \"test-fraction\" must be in (0, 1)");
+        return plugin_fail(NULL, PETAL_ECONFIG, "run config: \"test-fraction\" must be in (0, 1)");
     }
     if (petal_cfg_bool(r, "drop-stragglers", &app->drop_stragglers) < 0) {
-        return fail(NULL, PETAL_ECONFIG, "run config: \"drop-stragglers\" must be true or false");
+        return plugin_fail(NULL, PETAL_ECONFIG,
+                           "run config: \"drop-stragglers\" must be true or false");
     }
     p->dim = (uint32_t)dim;
     p->num_classes = (uint32_t)classes;
     p->min_size = (uint64_t)min_size;
     p->seed = app->seed;
     return 0;
-}
-
-static int
-node_partition(petal_context_t *ctx, uint32_t *pid, uint32_t *np)
-{
-    char err[128];
-    int rc = petal_cfg_partition(petal_context_node_config(ctx), pid, np, err, sizeof(err));
-    return rc < 0 ? fail(ctx, rc, "%s", err) : 0;
 }
 
 /* Finds this node's device: Synthetic(alpha, beta) with num-devices = num-partitions. The app
@@ -185,7 +165,7 @@ static int
 device_open(app_t *app, petal_context_t *ctx, device_t *d)
 {
     uint32_t pid = 0, np = 1;
-    int rc = node_partition(ctx, &pid, &np);
+    int rc = plugin_node_partition(ctx, &pid, &np);
     if (rc < 0) {
         return rc;
     }
@@ -208,8 +188,8 @@ device_open(app_t *app, petal_context_t *ctx, device_t *d)
         rc = petal_dataset_synthetic(&p, &d->ds, &offsets, err, sizeof(err));
     }
     if (rc < 0) {
-        return fail(ctx, rc, "cannot generate Synthetic(%g, %g) for %u devices: %s", p.alpha,
-                    p.beta, np, err);
+        return plugin_fail(ctx, rc, "cannot generate Synthetic(%g, %g) for %u devices: %s", p.alpha,
+                           p.beta, np, err);
     }
     d->id = pid;
     d->count = np;
@@ -353,15 +333,16 @@ model_from_message(petal_context_t *ctx, const petal_message_t *msg, const char 
         petal_array_dtype(b) != PETAL_DTYPE_FLOAT32 || petal_array_ndim(w) != 2 ||
         petal_array_ndim(b) != 1 || ws[0] != classes || ws[1] != dim || bs[0] != classes ||
         petal_array_data(w) == NULL || petal_array_data(b) == NULL) {
-        return fail(ctx, PETAL_EINVAL,
-                    "%s message: \"arrays\" needs float32 \"fc.weight\" [%u, %u] and \"fc.bias\" "
-                    "[%u]",
-                    what, classes, dim, classes);
+        return plugin_fail(
+            ctx, PETAL_EINVAL,
+            "%s message: \"arrays\" needs float32 \"fc.weight\" [%u, %u] and \"fc.bias\" "
+            "[%u]",
+            what, classes, dim, classes);
     }
     size_t nw = (size_t)classes * dim;
     *copy = malloc((nw + classes) * sizeof(float));
     if (*copy == NULL) {
-        return fail(ctx, PETAL_ENOMEM, "out of memory");
+        return plugin_fail(ctx, PETAL_ENOMEM, "out of memory");
     }
     memcpy(*copy, petal_array_data(w), nw * sizeof(float));
     memcpy(*copy + nw, petal_array_data(b), classes * sizeof(float));
@@ -385,28 +366,11 @@ model_to_reply(petal_context_t *ctx, petal_recorddict_t *reply, uint32_t dim, ui
     m->w = w ? petal_array_data_mut(w) : NULL;
     m->b = b ? petal_array_data_mut(b) : NULL;
     if (m->w == NULL || m->b == NULL) {
-        return fail(ctx, PETAL_ENOMEM, "cannot add the model to the reply");
+        return plugin_fail(ctx, PETAL_ENOMEM, "cannot add the model to the reply");
     }
     m->dim = dim;
     m->classes = classes;
     return 0;
-}
-
-static int
-set_metric(petal_context_t *ctx, petal_metricrecord_t *mr, const char *name, petal_value_t v)
-{
-    int rc = petal_metricrecord_set(mr, name, &v);
-    if (rc < 0) {
-        return fail(ctx, rc, "cannot set metric \"%s\": %s", name, petal_strerror(rc));
-    }
-    return 0;
-}
-
-static const petal_configrecord_t *
-message_config(const petal_message_t *msg)
-{
-    const petal_recorddict_t *content = petal_message_content(msg);
-    return content != NULL ? petal_recorddict_config(content, "config") : NULL;
 }
 
 /* Whether device d straggles in `round`: exactly round(fraction x count) devices do, the first
@@ -449,7 +413,7 @@ sy_init(const petal_configrecord_t *run_config, void **out)
     int64_t seed = 42;
     int rc;
     if (petal_cfg_i64(run_config, "seed", &seed) < 0) {
-        rc = fail(NULL, PETAL_ECONFIG, "run config: \"seed\" must be an integer");
+        rc = plugin_fail(NULL, PETAL_ECONFIG, "run config: \"seed\" must be an integer");
         goto fail;
     }
     app->seed = (uint64_t)seed;
@@ -494,7 +458,7 @@ sy_train(void *p, petal_context_t *ctx, const petal_message_t *msg, petal_record
     app_t *app = p;
     hparams_t hp;
     app_hparams(app, &hp);
-    int rc = read_hparams(ctx, message_config(msg), "train message config", &hp);
+    int rc = read_hparams(ctx, plugin_message_config(msg), "train message config", &hp);
     if (rc < 0) {
         return rc;
     }
@@ -508,9 +472,9 @@ sy_train(void *p, petal_context_t *ctx, const petal_message_t *msg, petal_record
     uint32_t dim = d.ds->dim, classes = app->data.num_classes;
     int straggler = is_straggler(app->seed, hp.server_round, hp.stragglers, d.id, d.count);
     if (straggler && app->drop_stragglers) {
-        rc = fail(ctx, PETAL_ETIMEDOUT,
-                  "device %u is a straggler in round %lld and drop-stragglers is set", d.id,
-                  (long long)hp.server_round);
+        rc = plugin_fail(ctx, PETAL_ETIMEDOUT,
+                         "device %u is a straggler in round %lld and drop-stragglers is set", d.id,
+                         (long long)hp.server_round);
         goto fail;
     }
     model_t global, local;
@@ -525,7 +489,7 @@ sy_train(void *p, petal_context_t *ctx, const petal_message_t *msg, petal_record
     idx = malloc(n * sizeof(uint64_t));
     scratch = malloc(((size_t)classes * dim + classes) * sizeof(double));
     if (idx == NULL || scratch == NULL) {
-        rc = fail(ctx, PETAL_ENOMEM, "out of memory");
+        rc = plugin_fail(ctx, PETAL_ENOMEM, "out of memory");
         goto fail;
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -542,15 +506,15 @@ sy_train(void *p, petal_context_t *ctx, const petal_message_t *msg, petal_record
     }
     double loss = model_sgd(&local, &global, d.ds, idx, n, steps, (uint32_t)hp.batch_size, hp.lr,
                             hp.proximal_mu, &rng, scratch, scratch + (size_t)classes * dim);
-    petal_metricrecord_t *mr = petal_recorddict_add_metrics(reply, "metrics");
+    petal_metricrecord_t *mr = plugin_add_metrics(ctx, reply);
     if (mr == NULL) {
-        rc = fail(ctx, PETAL_ENOMEM, "cannot add MetricRecord \"metrics\" to the reply");
+        rc = PETAL_ENOMEM;
         goto fail;
     }
-    if ((rc = set_metric(ctx, mr, "train-loss", petal_value_f64(loss))) < 0 ||
-        (rc = set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)n))) < 0 ||
-        (rc = set_metric(ctx, mr, "local-steps", petal_value_i64(steps))) < 0 ||
-        (rc = set_metric(ctx, mr, "straggler", petal_value_i64(straggler))) < 0) {
+    if ((rc = plugin_set_metric(ctx, mr, "train-loss", petal_value_f64(loss))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)n))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "local-steps", petal_value_i64(steps))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "straggler", petal_value_i64(straggler))) < 0) {
         goto fail;
     }
     rc = 0;
@@ -581,15 +545,16 @@ sy_evaluate(void *p, petal_context_t *ctx, const petal_message_t *msg, petal_rec
     double loss, acc, train_loss, train_acc;
     model_evaluate(&m, d.ds, d.mid, d.hi, &loss, &acc);
     model_evaluate(&m, d.ds, d.lo, d.mid, &train_loss, &train_acc);
-    petal_metricrecord_t *mr = petal_recorddict_add_metrics(reply, "metrics");
+    petal_metricrecord_t *mr = plugin_add_metrics(ctx, reply);
     if (mr == NULL) {
-        rc = fail(ctx, PETAL_ENOMEM, "cannot add MetricRecord \"metrics\" to the reply");
+        rc = PETAL_ENOMEM;
         goto fail;
     }
-    if ((rc = set_metric(ctx, mr, "eval-loss", petal_value_f64(loss))) < 0 ||
-        (rc = set_metric(ctx, mr, "eval-acc", petal_value_f64(acc))) < 0 ||
-        (rc = set_metric(ctx, mr, "global-train-loss", petal_value_f64(train_loss))) < 0 ||
-        (rc = set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)(d.hi - d.mid)))) < 0) {
+    if ((rc = plugin_set_metric(ctx, mr, "eval-loss", petal_value_f64(loss))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "eval-acc", petal_value_f64(acc))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "global-train-loss", petal_value_f64(train_loss))) < 0 ||
+        (rc = plugin_set_metric(ctx, mr, "num-examples",
+                                petal_value_i64((int64_t)(d.hi - d.mid)))) < 0) {
         goto fail;
     }
     rc = 0;
@@ -615,12 +580,12 @@ sy_query(void *p, petal_context_t *ctx, const char *action, const petal_message_
         model_t m; /* zeros, as in the paper */
         rc = model_to_reply(ctx, reply, d.ds->dim, app->data.num_classes, &m);
     }
-    petal_metricrecord_t *mr = rc == 0 ? petal_recorddict_add_metrics(reply, "metrics") : NULL;
+    petal_metricrecord_t *mr = rc == 0 ? plugin_add_metrics(ctx, reply) : NULL;
     if (rc == 0 && mr == NULL) {
-        rc = fail(ctx, PETAL_ENOMEM, "cannot add MetricRecord \"metrics\" to the reply");
+        rc = PETAL_ENOMEM;
     }
     if (rc == 0) {
-        rc = set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)(d.mid - d.lo)));
+        rc = plugin_set_metric(ctx, mr, "num-examples", petal_value_i64((int64_t)(d.mid - d.lo)));
     }
     petal_dataset_release(d.ds);
     return rc;
@@ -639,15 +604,5 @@ static const petal_client_ops_t synthetic_ops = {
 PETAL_PLUGIN_EXPORT int32_t
 petal_plugin_entry_v1(const petal_host_api_v1_t *host, petal_plugin_info_t *info)
 {
-    PETAL_PLUGIN_ENTRY_BEGIN(host);
-    if (info == NULL || info->struct_size < sizeof(*info)) {
-        return PETAL_EABI;
-    }
-    info->abi_version = PETAL_ABI_VERSION;
-    info->kind = PETAL_PLUGIN_CLIENT;
-    info->name = "synthetic";
-    info->version = "0.1.0";
-    info->client = &synthetic_ops;
-    info->server = NULL;
-    return 0;
+    return plugin_entry(host, info, "synthetic", &synthetic_ops, NULL);
 }
